@@ -1,0 +1,1 @@
+"""Mozart load benchmarks: compute ceiling, Locust load runs and release gates."""

@@ -1,0 +1,1 @@
+"""Mozart Python SDK: classify clips and stream live audio to a Mozart server."""

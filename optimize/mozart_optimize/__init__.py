@@ -1,0 +1,1 @@
+"""Mozart optimizers: ONNX Runtime INT8 and TensorRT engines, gated on accuracy."""

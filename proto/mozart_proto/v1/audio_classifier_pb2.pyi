@@ -1,0 +1,204 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AudioEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUDIO_ENCODING_UNSPECIFIED: _ClassVar[AudioEncoding]
+    AUDIO_ENCODING_PCM_S16LE: _ClassVar[AudioEncoding]
+    AUDIO_ENCODING_PCM_F32LE: _ClassVar[AudioEncoding]
+    AUDIO_ENCODING_WAV: _ClassVar[AudioEncoding]
+    AUDIO_ENCODING_FLAC: _ClassVar[AudioEncoding]
+    AUDIO_ENCODING_OGG: _ClassVar[AudioEncoding]
+
+class Task(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_UNSPECIFIED: _ClassVar[Task]
+    TASK_MULTICLASS: _ClassVar[Task]
+    TASK_MULTILABEL: _ClassVar[Task]
+AUDIO_ENCODING_UNSPECIFIED: AudioEncoding
+AUDIO_ENCODING_PCM_S16LE: AudioEncoding
+AUDIO_ENCODING_PCM_F32LE: AudioEncoding
+AUDIO_ENCODING_WAV: AudioEncoding
+AUDIO_ENCODING_FLAC: AudioEncoding
+AUDIO_ENCODING_OGG: AudioEncoding
+TASK_UNSPECIFIED: Task
+TASK_MULTICLASS: Task
+TASK_MULTILABEL: Task
+
+class AudioFormat(_message.Message):
+    __slots__ = ("encoding", "sample_rate_hz", "channels")
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    encoding: AudioEncoding
+    sample_rate_hz: int
+    channels: int
+    def __init__(self, encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., channels: _Optional[int] = ...) -> None: ...
+
+class ModelRef(_message.Message):
+    __slots__ = ("name", "version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class ClassifyRequest(_message.Message):
+    __slots__ = ("model", "format", "audio", "hop_ms", "top_k")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    HOP_MS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    format: AudioFormat
+    audio: bytes
+    hop_ms: int
+    top_k: int
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., audio: _Optional[bytes] = ..., hop_ms: _Optional[int] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class LabelScore(_message.Message):
+    __slots__ = ("label", "score")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    score: float
+    def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class WindowResult(_message.Message):
+    __slots__ = ("index", "start_ms", "end_ms", "top_k", "scores", "smoothed_scores", "model_name", "model_version", "queue_time_us", "compute_time_us")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    START_MS_FIELD_NUMBER: _ClassVar[int]
+    END_MS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHED_SCORES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    start_ms: int
+    end_ms: int
+    top_k: _containers.RepeatedCompositeFieldContainer[LabelScore]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    smoothed_scores: _containers.RepeatedScalarFieldContainer[float]
+    model_name: str
+    model_version: str
+    queue_time_us: int
+    compute_time_us: int
+    def __init__(self, index: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., top_k: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., scores: _Optional[_Iterable[float]] = ..., smoothed_scores: _Optional[_Iterable[float]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., queue_time_us: _Optional[int] = ..., compute_time_us: _Optional[int] = ...) -> None: ...
+
+class Summary(_message.Message):
+    __slots__ = ("top_k", "scores", "window_count", "audio_duration_ms")
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    top_k: _containers.RepeatedCompositeFieldContainer[LabelScore]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    window_count: int
+    audio_duration_ms: int
+    def __init__(self, top_k: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., scores: _Optional[_Iterable[float]] = ..., window_count: _Optional[int] = ..., audio_duration_ms: _Optional[int] = ...) -> None: ...
+
+class ClassifyResponse(_message.Message):
+    __slots__ = ("model_name", "model_version", "labels", "windows", "summary", "request_id")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    windows: _containers.RepeatedCompositeFieldContainer[WindowResult]
+    summary: Summary
+    request_id: str
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., windows: _Optional[_Iterable[_Union[WindowResult, _Mapping]]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class StreamConfig(_message.Message):
+    __slots__ = ("model", "format", "hop_ms", "top_k", "smoothing")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    HOP_MS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHING_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    format: AudioFormat
+    hop_ms: int
+    top_k: int
+    smoothing: float
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., hop_ms: _Optional[int] = ..., top_k: _Optional[int] = ..., smoothing: _Optional[float] = ...) -> None: ...
+
+class StreamClassifyRequest(_message.Message):
+    __slots__ = ("config", "audio")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    config: StreamConfig
+    audio: bytes
+    def __init__(self, config: _Optional[_Union[StreamConfig, _Mapping]] = ..., audio: _Optional[bytes] = ...) -> None: ...
+
+class StreamNotice(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class StreamClassifyResponse(_message.Message):
+    __slots__ = ("is_final", "window", "summary", "notice", "request_id")
+    IS_FINAL_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    is_final: bool
+    window: WindowResult
+    summary: Summary
+    notice: StreamNotice
+    request_id: str
+    def __init__(self, is_final: _Optional[bool] = ..., window: _Optional[_Union[WindowResult, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., notice: _Optional[_Union[StreamNotice, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "versions", "labels", "task", "sample_rate_hz", "window_samples", "window_ms", "default_hop_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_MS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_HOP_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    versions: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    task: Task
+    sample_rate_hz: int
+    window_samples: int
+    window_ms: int
+    default_hop_ms: int
+    def __init__(self, name: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., task: _Optional[_Union[Task, str]] = ..., sample_rate_hz: _Optional[int] = ..., window_samples: _Optional[int] = ..., window_ms: _Optional[int] = ..., default_hop_ms: _Optional[int] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class GetModelRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Mozart server: streaming audio classification over gRPC with dynamic batching."""

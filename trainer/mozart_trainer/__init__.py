@@ -1,0 +1,1 @@
+"""Mozart trainer: datasets, the audio CNN, MLflow tracking and ONNX export."""
