@@ -1,1 +1,64 @@
-"""Mozart Python SDK: classify clips and stream live audio to a Mozart server."""
+"""Mozart Python SDK: classify clips and stream live audio to a Mozart server.
+
+Example:
+    >>> from mozart_client import Client
+    >>> with Client("localhost:8001") as client:
+    ...     for result in client.stream("song.wav", realtime=True):
+    ...         print(result)
+"""
+
+from mozart_client.aio import AsyncClient
+from mozart_client.client import Client
+from mozart_client.connection import ConnectionOptions, RetryPolicy, TlsConfig
+from mozart_client.errors import (
+    CancelledError,
+    DeadlineExceededError,
+    InvalidInputError,
+    MozartError,
+    NotFoundError,
+    OutOfRangeError,
+    ResourceExhaustedError,
+    ServerError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from mozart_client.microphone import microphone_chunks
+from mozart_client.results import (
+    ClassifyResult,
+    HealthStatus,
+    LabelScore,
+    ModelInfo,
+    ServingStatus,
+    StreamNotice,
+    StreamResult,
+    Summary,
+    WindowResult,
+)
+
+__all__ = [
+    "AsyncClient",
+    "CancelledError",
+    "ClassifyResult",
+    "Client",
+    "ConnectionOptions",
+    "DeadlineExceededError",
+    "HealthStatus",
+    "InvalidInputError",
+    "LabelScore",
+    "ModelInfo",
+    "MozartError",
+    "NotFoundError",
+    "OutOfRangeError",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "ServerError",
+    "ServingStatus",
+    "StreamNotice",
+    "StreamResult",
+    "Summary",
+    "TlsConfig",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "WindowResult",
+    "microphone_chunks",
+]

@@ -1,0 +1,305 @@
+"""The asyncio SDK client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from types import TracebackType
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2
+
+from mozart_client.audio import (
+    AudioArray,
+    AudioChunk,
+    AudioInput,
+    StreamAudio,
+    StreamInput,
+    array_to_pcm,
+    bytes_per_second,
+    clip_audio,
+    encoding_from_name,
+    pcm_format,
+    stream_audio,
+)
+from mozart_client.connection import (
+    AUDIO_CLASSIFIER,
+    DEFAULT_TARGET,
+    HEALTH,
+    ConnectionOptions,
+    RetryPolicy,
+    TlsConfig,
+    open_aio_channel,
+)
+from mozart_client.conversion import (
+    classify_result_from_proto,
+    model_info_from_proto,
+    serving_status_from_proto,
+    stream_result_from_proto,
+)
+from mozart_client.errors import InvalidInputError, from_rpc_error
+from mozart_client.results import ClassifyResult, HealthStatus, ModelInfo, StreamResult
+from mozart_client.streaming import Pacer, SendLog, config_request
+from mozart_proto.v1 import audio_classifier_pb2 as pb
+
+_UNSET: float = -1.0
+
+AsyncStreamInput = StreamInput | AsyncIterable[bytes] | AsyncIterable[AudioArray]
+"""What `AsyncClient.stream()` accepts: anything `Client.stream()` does, or async chunks."""
+
+
+class AsyncClient:
+    """A connection to a Mozart server, for asyncio code.
+
+    Example:
+        >>> async with AsyncClient("localhost:8001") as client:
+        ...     async for result in client.stream("song.wav", realtime=True):
+        ...         print(result)
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        tls: TlsConfig | None = None,
+        token: str | None = None,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """Opens a channel (lazily); takes the same arguments as `Client`."""
+        self.options = ConnectionOptions(
+            target=target, tls=tls, token=token, timeout_s=timeout_s, retry=retry or RetryPolicy()
+        )
+        self._channel = open_aio_channel(self.options)
+        method = f"/{AUDIO_CLASSIFIER}/"
+        self._classify = self._channel.unary_unary(
+            method + "Classify",
+            request_serializer=pb.ClassifyRequest.SerializeToString,
+            response_deserializer=pb.ClassifyResponse.FromString,
+        )
+        self._stream_classify = self._channel.stream_stream(
+            method + "StreamClassify",
+            request_serializer=pb.StreamClassifyRequest.SerializeToString,
+            response_deserializer=pb.StreamClassifyResponse.FromString,
+        )
+        self._list_models = self._channel.unary_unary(
+            method + "ListModels",
+            request_serializer=pb.ListModelsRequest.SerializeToString,
+            response_deserializer=pb.ListModelsResponse.FromString,
+        )
+        self._get_model = self._channel.unary_unary(
+            method + "GetModel",
+            request_serializer=pb.GetModelRequest.SerializeToString,
+            response_deserializer=pb.ModelInfo.FromString,
+        )
+        self._health_check = self._channel.unary_unary(
+            f"/{HEALTH}/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+
+    def _deadline(self, timeout_s: float | None) -> float | None:
+        return self.options.timeout_s if timeout_s == _UNSET else timeout_s
+
+    async def classify(
+        self,
+        audio: AudioInput,
+        *,
+        model: str = "",
+        version: str = "",
+        sample_rate_hz: int | None = None,
+        encoding: str | None = None,
+        hop_ms: int = 0,
+        top_k: int = 0,
+        timeout_s: float | None = _UNSET,
+    ) -> ClassifyResult:
+        """Classifies a whole clip; arguments as in `Client.classify`."""
+        wire = clip_audio(audio, sample_rate_hz=sample_rate_hz, encoding=encoding)
+        request = pb.ClassifyRequest(
+            model=pb.ModelRef(name=model, version=version),
+            format=wire.format,
+            audio=wire.data,
+            hop_ms=hop_ms,
+            top_k=top_k,
+        )
+        try:
+            response = await self._classify(
+                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return classify_result_from_proto(response)
+
+    async def stream(
+        self,
+        source: AsyncStreamInput,
+        *,
+        model: str = "",
+        version: str = "",
+        realtime: bool = False,
+        hop_ms: int = 0,
+        top_k: int = 0,
+        smoothing: float = 0.0,
+        sample_rate_hz: int | None = None,
+        encoding: str | None = None,
+        channels: int = 1,
+        chunk_ms: int = 100,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[StreamResult]:
+        """Streams audio and yields results as they arrive; arguments as in `Client.stream`.
+
+        Also accepts async iterables of byte or numpy chunks. Breaking out of the
+        `async for` cancels the stream on the server.
+        """
+        if isinstance(source, AsyncIterable):
+            audio = await _async_stream_audio(
+                source, sample_rate_hz=sample_rate_hz, encoding=encoding, channels=channels
+            )
+        else:
+            sync_audio = stream_audio(
+                source,
+                sample_rate_hz=sample_rate_hz,
+                encoding=encoding,
+                channels=channels,
+                chunk_ms=chunk_ms,
+            )
+            audio = _AsyncStreamAudio(sync_audio.format, _aiter_sync(sync_audio))
+        config = config_request(
+            audio.format,
+            model=model,
+            version=version,
+            hop_ms=hop_ms,
+            top_k=top_k,
+            smoothing=smoothing,
+        )
+        send_log = SendLog()
+
+        async def requests() -> AsyncIterator[pb.StreamClassifyRequest]:
+            yield config
+            pacer = Pacer(realtime)
+            async for chunk in audio.chunks:
+                delay_s = pacer.delay_s(chunk.duration_s)
+                if delay_s > 0:
+                    await asyncio.sleep(delay_s)
+                send_log.record(chunk.duration_s, time.monotonic())
+                yield pb.StreamClassifyRequest(audio=chunk.data)
+
+        call = self._stream_classify(
+            requests(), timeout=timeout_s, metadata=self.options.metadata()
+        )
+        try:
+            async for response in call:
+                latency = None
+                if response.HasField("window"):
+                    latency = send_log.latency_ms(response.window.end_ms, time.monotonic())
+                result = stream_result_from_proto(response, latency)
+                if result is not None:
+                    yield result
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()
+
+    async def models(self, *, timeout_s: float | None = _UNSET) -> list[ModelInfo]:
+        """Lists the models the server has loaded."""
+        try:
+            response = await self._list_models(
+                pb.ListModelsRequest(),
+                timeout=self._deadline(timeout_s),
+                metadata=self.options.metadata(),
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return [model_info_from_proto(info) for info in response.models]
+
+    async def model(
+        self, name: str, version: str = "", *, timeout_s: float | None = _UNSET
+    ) -> ModelInfo:
+        """Describes one model; raises NotFoundError when it is not loaded."""
+        request = pb.GetModelRequest(model=pb.ModelRef(name=name, version=version))
+        try:
+            info = await self._get_model(
+                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return model_info_from_proto(info)
+
+    async def health(self, service: str = "", *, timeout_s: float | None = _UNSET) -> HealthStatus:
+        """Asks `grpc.health.v1` about a service ("" is the whole server)."""
+        try:
+            response = await self._health_check(
+                health_pb2.HealthCheckRequest(service=service),
+                timeout=self._deadline(timeout_s),
+                metadata=self.options.metadata(),
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return HealthStatus(service, serving_status_from_proto(response.status))
+
+    async def close(self) -> None:
+        """Closes the channel; calls in flight are cancelled."""
+        await self._channel.close(grace=None)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class _AsyncStreamAudio:
+    """A stream's wire format and its chunks, delivered asynchronously."""
+
+    def __init__(self, fmt: pb.AudioFormat, chunks: AsyncIterator[AudioChunk]) -> None:
+        self.format = fmt
+        self.chunks = chunks
+
+
+async def _aiter_sync(audio: StreamAudio) -> AsyncIterator[AudioChunk]:
+    # Files are read in small chunks, so reading them on the loop is cheap.
+    for chunk in audio.chunks:
+        yield chunk
+
+
+async def _async_stream_audio(
+    items: AsyncIterable[bytes] | AsyncIterable[AudioArray],
+    *,
+    sample_rate_hz: int | None,
+    encoding: str | None,
+    channels: int,
+) -> _AsyncStreamAudio:
+    iterator: AsyncIterator[bytes | AudioArray] = aiter(items)
+    try:
+        first: bytes | AudioArray = await anext(iterator)
+    except StopAsyncIteration:
+        raise InvalidInputError("the audio iterator yielded nothing") from None
+    if isinstance(first, np.ndarray):
+        if not sample_rate_hz:
+            raise InvalidInputError("numpy chunks need sample_rate_hz")
+        pcm_encoding, array_channels, _ = array_to_pcm(first[:0])
+        fmt = pcm_format(pcm_encoding, sample_rate_hz, array_channels)
+    else:
+        if encoding is None:
+            raise InvalidInputError("byte chunks need encoding= (pcm_s16le, pcm_f32le or wav)")
+        fmt = pcm_format(encoding_from_name(encoding), sample_rate_hz, channels)
+    rate = bytes_per_second(fmt)
+
+    async def chunks() -> AsyncIterator[AudioChunk]:
+        item: bytes | AudioArray = first
+        while True:
+            data = array_to_pcm(item)[2] if isinstance(item, np.ndarray) else bytes(item)
+            yield AudioChunk(data, len(data) / rate if rate else 0.0)
+            try:
+                item = await anext(iterator)
+            except StopAsyncIteration:
+                return
+
+    return _AsyncStreamAudio(fmt, chunks())

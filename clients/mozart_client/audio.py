@@ -1,0 +1,309 @@
+"""Turns the SDK's audio inputs (paths, bytes, numpy arrays, chunk iterators) into wire audio.
+
+Classify sends containers (WAV, FLAC, OGG) as they are, since the server decodes
+them. Streams carry raw PCM, so files are decoded here: WAV through the standard
+library, any other format through `soundfile` when it is installed (the
+`audio-files` extra).
+"""
+
+from __future__ import annotations
+
+import os
+import wave
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mozart_client.errors import InvalidInputError
+from mozart_proto.v1 import audio_classifier_pb2 as pb
+
+AudioArray = npt.NDArray[Any]
+AudioInput = str | os.PathLike[str] | bytes | AudioArray
+"""What `classify()` accepts: a file path, encoded bytes, or samples."""
+
+ENCODINGS: dict[str, pb.AudioEncoding] = {
+    "pcm_s16le": pb.AUDIO_ENCODING_PCM_S16LE,
+    "pcm_f32le": pb.AUDIO_ENCODING_PCM_F32LE,
+    "wav": pb.AUDIO_ENCODING_WAV,
+    "flac": pb.AUDIO_ENCODING_FLAC,
+    "ogg": pb.AUDIO_ENCODING_OGG,
+}
+_BYTES_PER_SAMPLE = {pb.AUDIO_ENCODING_PCM_S16LE: 2, pb.AUDIO_ENCODING_PCM_F32LE: 4}
+
+
+@dataclass(frozen=True)
+class WireAudio:
+    """Audio ready for a ClassifyRequest."""
+
+    format: pb.AudioFormat
+    data: bytes
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """One piece of a stream, with the audio time it holds (0 when unknown)."""
+
+    data: bytes
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class StreamAudio:
+    """A stream's wire format and its chunks, in order."""
+
+    format: pb.AudioFormat
+    chunks: Iterator[AudioChunk]
+
+
+def encoding_from_name(name: str) -> pb.AudioEncoding:
+    """Looks up an encoding by its SDK name (`wav`, `flac`, `ogg`, `pcm_s16le`, `pcm_f32le`)."""
+    try:
+        return ENCODINGS[name.lower()]
+    except KeyError:
+        known = ", ".join(ENCODINGS)
+        raise InvalidInputError(f"unknown encoding {name!r}; use one of {known}") from None
+
+
+def sniff_container(data: bytes) -> pb.AudioEncoding | None:
+    """Recognises WAV, FLAC and Ogg data by their magic bytes."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return pb.AUDIO_ENCODING_WAV
+    if data[:4] == b"fLaC":
+        return pb.AUDIO_ENCODING_FLAC
+    if data[:4] == b"OggS":
+        return pb.AUDIO_ENCODING_OGG
+    return None
+
+
+def _read_file(path: str | os.PathLike[str]) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise InvalidInputError(f"cannot read {os.fspath(path)}: {error.strerror}") from error
+
+
+def pcm_format(
+    encoding: pb.AudioEncoding, sample_rate_hz: int | None, channels: int = 1
+) -> pb.AudioFormat:
+    """Builds the AudioFormat of raw PCM (or a container, whose header rules)."""
+    if encoding in _BYTES_PER_SAMPLE and not sample_rate_hz:
+        raise InvalidInputError("raw PCM needs sample_rate_hz")
+    return pb.AudioFormat(encoding=encoding, sample_rate_hz=sample_rate_hz or 0, channels=channels)
+
+
+def bytes_per_second(fmt: pb.AudioFormat) -> int:
+    """Bytes per second of raw PCM in this format; 0 for containers (unknown)."""
+    width = _BYTES_PER_SAMPLE.get(fmt.encoding, 0)
+    return width * max(1, fmt.channels) * fmt.sample_rate_hz
+
+
+def array_to_pcm(samples: AudioArray) -> tuple[pb.AudioEncoding, int, bytes]:
+    """Encodes samples as little-endian PCM.
+
+    Args:
+        samples: Shape (frames,) or (frames, channels); int16 stays 16-bit,
+            any float becomes 32-bit float in [-1, 1].
+
+    Returns:
+        The encoding, the channel count and the interleaved bytes.
+    """
+    array = np.asarray(samples)
+    if array.ndim not in (1, 2):
+        raise InvalidInputError(
+            f"audio must have shape (frames,) or (frames, channels), got {array.shape}"
+        )
+    channels = 1 if array.ndim == 1 else int(array.shape[1])
+    if array.dtype == np.int16:
+        return pb.AUDIO_ENCODING_PCM_S16LE, channels, array.astype("<i2").tobytes()
+    if np.issubdtype(array.dtype, np.floating):
+        return pb.AUDIO_ENCODING_PCM_F32LE, channels, array.astype("<f4").tobytes()
+    raise InvalidInputError(f"audio samples must be int16 or float, got {array.dtype}")
+
+
+def clip_audio(
+    audio: AudioInput,
+    *,
+    sample_rate_hz: int | None = None,
+    encoding: str | None = None,
+) -> WireAudio:
+    """Prepares a whole clip for Classify.
+
+    Args:
+        audio: A file path, encoded bytes, or a numpy array of samples.
+        sample_rate_hz: Needed for numpy arrays and raw PCM bytes.
+        encoding: Needed for raw PCM bytes (`pcm_s16le`, `pcm_f32le`); containers
+            are recognised by their magic bytes.
+
+    Returns:
+        The format and bytes to send.
+    """
+    if isinstance(audio, np.ndarray):
+        if not sample_rate_hz:
+            raise InvalidInputError("a numpy array needs sample_rate_hz")
+        pcm_encoding, channels, data = array_to_pcm(audio)
+        return WireAudio(pcm_format(pcm_encoding, sample_rate_hz, channels), data)
+    data = audio if isinstance(audio, bytes) else _read_file(audio)
+    if encoding is not None:
+        chosen = encoding_from_name(encoding)
+    else:
+        sniffed = sniff_container(data)
+        if sniffed is None:
+            raise InvalidInputError(
+                "cannot tell the audio encoding (not WAV, FLAC or Ogg); "
+                "for raw PCM pass encoding= and sample_rate_hz="
+            )
+        chosen = sniffed
+    return WireAudio(pcm_format(chosen, sample_rate_hz), data)
+
+
+def _frames_per_chunk(sample_rate_hz: int, chunk_ms: int) -> int:
+    if chunk_ms <= 0:
+        raise InvalidInputError(f"chunk_ms must be positive, got {chunk_ms}")
+    return max(1, sample_rate_hz * chunk_ms // 1000)
+
+
+def _array_chunks(samples: AudioArray, sample_rate_hz: int, chunk_ms: int) -> Iterator[AudioChunk]:
+    frames = _frames_per_chunk(sample_rate_hz, chunk_ms)
+    for start in range(0, len(samples), frames):
+        piece = samples[start : start + frames]
+        yield AudioChunk(array_to_pcm(piece)[2], len(piece) / sample_rate_hz)
+
+
+def _wav_chunks(reader: wave.Wave_read, chunk_ms: int) -> Iterator[AudioChunk]:
+    rate = reader.getframerate()
+    frames = _frames_per_chunk(rate, chunk_ms)
+    with reader:
+        while data := reader.readframes(frames):
+            yield AudioChunk(data, len(data) / (2 * reader.getnchannels() * rate))
+
+
+def _soundfile_chunks(path: str, chunk_ms: int) -> StreamAudio:
+    import soundfile  # noqa: PLC0415 - optional extra, imported only for non-WAV files
+
+    try:
+        info = soundfile.info(path)
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        raise InvalidInputError(f"cannot decode {path}: {error}") from error
+    rate = int(info.samplerate)
+    frames = _frames_per_chunk(rate, chunk_ms)
+
+    def chunks() -> Iterator[AudioChunk]:
+        for block in soundfile.blocks(path, blocksize=frames, dtype="float32", always_2d=True):
+            yield AudioChunk(block.astype("<f4").tobytes(), len(block) / rate)
+
+    fmt = pcm_format(pb.AUDIO_ENCODING_PCM_F32LE, rate, int(info.channels))
+    return StreamAudio(fmt, chunks())
+
+
+def _file_stream(path: str | os.PathLike[str], chunk_ms: int) -> StreamAudio:
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as handle:
+            head = handle.read(12)
+    except OSError as error:
+        raise InvalidInputError(f"cannot read {name}: {error.strerror}") from error
+    container = sniff_container(head)
+    if container == pb.AUDIO_ENCODING_WAV:
+        try:
+            reader = wave.open(name, "rb")  # noqa: SIM115 - closed by _wav_chunks
+        except (wave.Error, EOFError) as error:
+            reader = None
+            wav_problem = str(error)
+        if reader is not None and reader.getsampwidth() == 2:
+            fmt = pcm_format(
+                pb.AUDIO_ENCODING_PCM_S16LE, reader.getframerate(), reader.getnchannels()
+            )
+            return StreamAudio(fmt, _wav_chunks(reader, chunk_ms))
+        if reader is not None:
+            wav_problem = f"{reader.getsampwidth() * 8}-bit samples"
+            reader.close()
+    else:
+        wav_problem = "not a WAV file"
+    try:
+        return _soundfile_chunks(name, chunk_ms)
+    except ImportError:
+        raise InvalidInputError(
+            f"cannot stream {name} ({wav_problem}) without soundfile: "
+            "install mozart-client[audio-files], or convert it to 16-bit WAV"
+        ) from None
+
+
+def _iterable_stream(
+    items: Iterable[bytes | AudioArray],
+    *,
+    sample_rate_hz: int | None,
+    encoding: str | None,
+    channels: int,
+) -> StreamAudio:
+    iterator = iter(items)
+    first = next(iterator, None)
+    if first is None:
+        raise InvalidInputError("the audio iterator yielded nothing")
+    if isinstance(first, np.ndarray):
+        if not sample_rate_hz:
+            raise InvalidInputError("numpy chunks need sample_rate_hz")
+        pcm_encoding, array_channels, _ = array_to_pcm(first[:0])
+        fmt = pcm_format(pcm_encoding, sample_rate_hz, array_channels)
+    else:
+        if encoding is None:
+            raise InvalidInputError("byte chunks need encoding= (pcm_s16le, pcm_f32le or wav)")
+        fmt = pcm_format(encoding_from_name(encoding), sample_rate_hz, channels)
+    rate = bytes_per_second(fmt)
+
+    def chunks() -> Iterator[AudioChunk]:
+        for item in _chain_first(first, iterator):
+            data = array_to_pcm(item)[2] if isinstance(item, np.ndarray) else bytes(item)
+            yield AudioChunk(data, len(data) / rate if rate else 0.0)
+
+    return StreamAudio(fmt, chunks())
+
+
+def _chain_first(
+    first: bytes | AudioArray, rest: Iterator[bytes | AudioArray]
+) -> Iterator[bytes | AudioArray]:
+    yield first
+    yield from rest
+
+
+StreamInput = str | os.PathLike[str] | AudioArray | Iterable[bytes] | Iterable[AudioArray]
+"""What `stream()` accepts: a file path, a numpy array, or an iterable of chunks."""
+
+
+def stream_audio(
+    source: StreamInput,
+    *,
+    sample_rate_hz: int | None = None,
+    encoding: str | None = None,
+    channels: int = 1,
+    chunk_ms: int = 100,
+) -> StreamAudio:
+    """Prepares a stream source: its wire format and its chunks.
+
+    Args:
+        source: A file path (decoded here), a numpy array (split into chunks of
+            `chunk_ms`), or an iterable of byte or numpy chunks (sent as given).
+        sample_rate_hz: Needed for numpy input and raw PCM byte chunks.
+        encoding: Needed for byte chunks: `pcm_s16le`, `pcm_f32le` or `wav`.
+        channels: Channels of raw PCM byte chunks.
+        chunk_ms: Audio per message for files and arrays.
+
+    Returns:
+        The format for the StreamConfig and the chunks to send after it.
+    """
+    if isinstance(source, str | os.PathLike):
+        return _file_stream(source, chunk_ms)
+    if isinstance(source, np.ndarray):
+        if not sample_rate_hz:
+            raise InvalidInputError("a numpy array needs sample_rate_hz")
+        pcm_encoding, array_channels, _ = array_to_pcm(source[:0])
+        fmt = pcm_format(pcm_encoding, sample_rate_hz, array_channels)
+        return StreamAudio(fmt, _array_chunks(source, sample_rate_hz, chunk_ms))
+    if isinstance(source, bytes):
+        raise InvalidInputError("stream() takes an iterable of byte chunks, not one bytes object")
+    return _iterable_stream(
+        source, sample_rate_hz=sample_rate_hz, encoding=encoding, channels=channels
+    )

@@ -1,0 +1,290 @@
+"""The blocking SDK client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+from mozart_client.audio import AudioInput, StreamInput, clip_audio, stream_audio
+from mozart_client.connection import (
+    AUDIO_CLASSIFIER,
+    DEFAULT_TARGET,
+    HEALTH,
+    ConnectionOptions,
+    RetryPolicy,
+    TlsConfig,
+    open_channel,
+)
+from mozart_client.conversion import (
+    classify_result_from_proto,
+    model_info_from_proto,
+    serving_status_from_proto,
+    stream_result_from_proto,
+)
+from mozart_client.errors import from_rpc_error
+from mozart_client.results import (
+    ClassifyResult,
+    HealthStatus,
+    ModelInfo,
+    StreamResult,
+)
+from mozart_client.streaming import Pacer, SendLog, config_request
+from mozart_proto.v1 import audio_classifier_pb2 as pb
+
+_UNSET: float = -1.0
+
+
+class Client:
+    """A connection to a Mozart server, for blocking code.
+
+    Example:
+        >>> with Client("localhost:8001") as client:
+        ...     result = client.classify("song.wav")
+        ...     print(result.summary.label)
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        tls: TlsConfig | None = None,
+        token: str | None = None,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """Opens a channel (lazily; nothing is sent until the first call).
+
+        Args:
+            target: `host:port` of the server.
+            tls: TLS settings; None for plaintext.
+            token: Bearer token for servers that require one.
+            timeout_s: Default deadline of unary calls, in seconds.
+            retry: Retry policy of idempotent unary calls (default: 5 attempts,
+                exponential backoff from 0.1 s, on UNAVAILABLE only).
+        """
+        self.options = ConnectionOptions(
+            target=target, tls=tls, token=token, timeout_s=timeout_s, retry=retry or RetryPolicy()
+        )
+        self._channel = open_channel(self.options)
+        method = f"/{AUDIO_CLASSIFIER}/"
+        self._classify = self._channel.unary_unary(
+            method + "Classify",
+            request_serializer=pb.ClassifyRequest.SerializeToString,
+            response_deserializer=pb.ClassifyResponse.FromString,
+        )
+        self._stream_classify = self._channel.stream_stream(
+            method + "StreamClassify",
+            request_serializer=pb.StreamClassifyRequest.SerializeToString,
+            response_deserializer=pb.StreamClassifyResponse.FromString,
+        )
+        self._list_models = self._channel.unary_unary(
+            method + "ListModels",
+            request_serializer=pb.ListModelsRequest.SerializeToString,
+            response_deserializer=pb.ListModelsResponse.FromString,
+        )
+        self._get_model = self._channel.unary_unary(
+            method + "GetModel",
+            request_serializer=pb.GetModelRequest.SerializeToString,
+            response_deserializer=pb.ModelInfo.FromString,
+        )
+        self._health_check = self._channel.unary_unary(
+            f"/{HEALTH}/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+
+    def _deadline(self, timeout_s: float | None) -> float | None:
+        return self.options.timeout_s if timeout_s == _UNSET else timeout_s
+
+    def classify(
+        self,
+        audio: AudioInput,
+        *,
+        model: str = "",
+        version: str = "",
+        sample_rate_hz: int | None = None,
+        encoding: str | None = None,
+        hop_ms: int = 0,
+        top_k: int = 0,
+        timeout_s: float | None = _UNSET,
+    ) -> ClassifyResult:
+        """Classifies a whole clip.
+
+        Args:
+            audio: A file path, encoded bytes (WAV, FLAC, Ogg or raw PCM), or a
+                numpy array of samples, shape (frames,) or (frames, channels).
+            model: Model name; empty lets the server pick its default.
+            version: Model version; empty means the newest serving one.
+            sample_rate_hz: Rate of numpy arrays and raw PCM bytes.
+            encoding: `pcm_s16le` or `pcm_f32le` for raw PCM bytes.
+            hop_ms: Distance between window starts; 0 takes the model default.
+            top_k: Labels per result; 0 takes the server default.
+            timeout_s: Deadline in seconds; defaults to `options.timeout_s`,
+                None waits forever.
+
+        Returns:
+            Per-window results and the clip summary.
+
+        Raises:
+            MozartError: A subclass for each gRPC status, or InvalidInputError
+                for input that could not be read.
+        """
+        wire = clip_audio(audio, sample_rate_hz=sample_rate_hz, encoding=encoding)
+        request = pb.ClassifyRequest(
+            model=pb.ModelRef(name=model, version=version),
+            format=wire.format,
+            audio=wire.data,
+            hop_ms=hop_ms,
+            top_k=top_k,
+        )
+        try:
+            response = self._classify(
+                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return classify_result_from_proto(response)
+
+    def stream(
+        self,
+        source: StreamInput,
+        *,
+        model: str = "",
+        version: str = "",
+        realtime: bool = False,
+        hop_ms: int = 0,
+        top_k: int = 0,
+        smoothing: float = 0.0,
+        sample_rate_hz: int | None = None,
+        encoding: str | None = None,
+        channels: int = 1,
+        chunk_ms: int = 100,
+        timeout_s: float | None = None,
+    ) -> Iterator[StreamResult]:
+        """Streams audio and yields results as the server sends them.
+
+        The input is checked before anything is sent, so a bad file raises here;
+        server errors raise while iterating. Leaving the loop early cancels the
+        stream on the server.
+
+        Args:
+            source: A file path, a numpy array, or an iterable of byte or numpy
+                chunks (for instance `microphone_chunks()`).
+            model: Model name; empty lets the server pick its default.
+            version: Model version; empty means the newest serving one.
+            realtime: Send audio no faster than it plays, as a live source would;
+                otherwise as fast as the server accepts it.
+            hop_ms: Distance between window starts; 0 takes the model default.
+            top_k: Labels per result; 0 takes the server default.
+            smoothing: EMA weight of the past in [0, 1); 0 disables smoothing.
+            sample_rate_hz: Rate of numpy input and raw PCM byte chunks.
+            encoding: `pcm_s16le`, `pcm_f32le` or `wav`, for byte chunks.
+            channels: Channels of raw PCM byte chunks.
+            chunk_ms: Audio per message for files and arrays.
+            timeout_s: Deadline of the whole stream; None (the default) for none.
+
+        Returns:
+            An iterator of WindowResult (interim, with client-side latency),
+            StreamNotice (in-band problems) and, last, one Summary.
+        """
+        audio = stream_audio(
+            source,
+            sample_rate_hz=sample_rate_hz,
+            encoding=encoding,
+            channels=channels,
+            chunk_ms=chunk_ms,
+        )
+        config = config_request(
+            audio.format,
+            model=model,
+            version=version,
+            hop_ms=hop_ms,
+            top_k=top_k,
+            smoothing=smoothing,
+        )
+        send_log = SendLog()
+
+        def requests() -> Iterator[pb.StreamClassifyRequest]:
+            yield config
+            pacer = Pacer(realtime)
+            for chunk in audio.chunks:
+                time.sleep(pacer.delay_s(chunk.duration_s))
+                send_log.record(chunk.duration_s, time.monotonic())
+                yield pb.StreamClassifyRequest(audio=chunk.data)
+
+        call = self._stream_classify(
+            requests(), timeout=timeout_s, metadata=self.options.metadata()
+        )
+        return _stream_results(call, send_log)
+
+    def models(self, *, timeout_s: float | None = _UNSET) -> list[ModelInfo]:
+        """Lists the models the server has loaded."""
+        try:
+            response = self._list_models(
+                pb.ListModelsRequest(),
+                timeout=self._deadline(timeout_s),
+                metadata=self.options.metadata(),
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return [model_info_from_proto(info) for info in response.models]
+
+    def model(self, name: str, version: str = "", *, timeout_s: float | None = _UNSET) -> ModelInfo:
+        """Describes one model; raises NotFoundError when it is not loaded."""
+        request = pb.GetModelRequest(model=pb.ModelRef(name=name, version=version))
+        try:
+            info = self._get_model(
+                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return model_info_from_proto(info)
+
+    def health(self, service: str = "", *, timeout_s: float | None = _UNSET) -> HealthStatus:
+        """Asks `grpc.health.v1` about a service ("" is the whole server)."""
+        try:
+            response = self._health_check(
+                health_pb2.HealthCheckRequest(service=service),
+                timeout=self._deadline(timeout_s),
+                metadata=self.options.metadata(),
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return HealthStatus(service, serving_status_from_proto(response.status))
+
+    def close(self) -> None:
+        """Closes the channel; calls in flight are cancelled."""
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _stream_results(
+    call: grpc.CallIterator[pb.StreamClassifyResponse], send_log: SendLog
+) -> Iterator[StreamResult]:
+    try:
+        for response in call:
+            latency = None
+            if response.HasField("window"):
+                latency = send_log.latency_ms(response.window.end_ms, time.monotonic())
+            result = stream_result_from_proto(response, latency)
+            if result is not None:
+                yield result
+    except grpc.RpcError as error:
+        raise from_rpc_error(error) from None
+    finally:
+        # Cancelling a finished call is a no-op; an abandoned one stops the server's work.
+        call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves cancel() untyped

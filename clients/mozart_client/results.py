@@ -1,0 +1,131 @@
+"""Typed, immutable results returned by the SDK."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class ServingStatus(Enum):
+    """The answer of `grpc.health.v1.Health/Check`."""
+
+    UNKNOWN = "UNKNOWN"
+    SERVING = "SERVING"
+    NOT_SERVING = "NOT_SERVING"
+    SERVICE_UNKNOWN = "SERVICE_UNKNOWN"
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    """One label with its score."""
+
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """The classification of one window of audio.
+
+    Attributes:
+        index: Zero-based window index in the clip or stream.
+        start_ms: Window start, in clip or stream time.
+        end_ms: Window end, in clip or stream time.
+        top_k: The best labels by raw score, best first.
+        scores: Raw scores for every label, in the model's label order.
+        smoothed_scores: EMA-smoothed scores (equal to `scores` for Classify).
+        model_name: The model that produced the result.
+        model_version: Its version.
+        queue_time_us: Time the window waited in the server's batcher.
+        compute_time_us: Compute time of the batch it ran in.
+        latency_ms: For streams, the client-side time from sending the audio
+            that completed this window to receiving its result; None for
+            Classify, where the whole clip is one request.
+        request_id: The id the server logged the call under.
+    """
+
+    index: int
+    start_ms: int
+    end_ms: int
+    top_k: tuple[LabelScore, ...]
+    scores: tuple[float, ...]
+    smoothed_scores: tuple[float, ...]
+    model_name: str
+    model_version: str
+    queue_time_us: int
+    compute_time_us: int
+    latency_ms: float | None = None
+    request_id: str = ""
+
+    @property
+    def label(self) -> str:
+        """The best label of this window (empty when the server sent no top-k)."""
+        return self.top_k[0].label if self.top_k else ""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The mean of the window scores over a clip or stream."""
+
+    top_k: tuple[LabelScore, ...]
+    scores: tuple[float, ...]
+    window_count: int
+    audio_duration_ms: int
+    request_id: str = ""
+
+    @property
+    def label(self) -> str:
+        """The best label overall (empty when no window was classified)."""
+        return self.top_k[0].label if self.top_k else ""
+
+
+@dataclass(frozen=True)
+class StreamNotice:
+    """A non-fatal problem the server reported in-band; the stream goes on."""
+
+    code: str
+    message: str
+    request_id: str = ""
+
+
+StreamResult = WindowResult | Summary | StreamNotice
+"""What `stream()` yields: window results as they arrive, then one Summary."""
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    """The answer to `classify()`: per-window results and the clip summary."""
+
+    model_name: str
+    model_version: str
+    labels: tuple[str, ...]
+    windows: tuple[WindowResult, ...]
+    summary: Summary
+    request_id: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model the server has loaded."""
+
+    name: str
+    versions: tuple[str, ...]
+    labels: tuple[str, ...]
+    task: str
+    sample_rate_hz: int
+    window_samples: int
+    window_ms: int
+    default_hop_ms: int
+
+
+@dataclass(frozen=True)
+class HealthStatus:
+    """The health of one service as `grpc.health.v1` reports it ("" is the server)."""
+
+    service: str
+    status: ServingStatus
+
+    @property
+    def serving(self) -> bool:
+        """True when the service answers SERVING."""
+        return self.status is ServingStatus.SERVING
