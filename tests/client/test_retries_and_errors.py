@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
+from typing import Any
 
 import grpc
 import numpy as np
@@ -75,7 +76,7 @@ class ScriptedPeer:
             pass
         yield pb.StreamClassifyResponse(is_final=True, summary=pb.Summary(window_count=0))
 
-    def handler(self) -> grpc.GenericRpcHandler:
+    def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         unary = grpc.unary_unary_rpc_method_handler
         return grpc.method_handlers_generic_handler(
             SERVICE,
@@ -210,9 +211,9 @@ def test_async_client_retries_and_maps_errors_the_same_way(serve) -> None:
 )
 def test_each_status_becomes_its_sdk_error(serve, code, error_type) -> None:
     peer = ScriptedPeer(failures=1, code=code)
-    with Client(serve(peer), retry=RetryPolicy(max_attempts=1)) as client:
-        with pytest.raises(error_type) as caught:
-            client.models()
+    client = Client(serve(peer), retry=RetryPolicy(max_attempts=1))
+    with client, pytest.raises(error_type) as caught:
+        client.models()
     assert caught.value.code == code
     assert caught.value.details == "scripted failure 1"
     assert isinstance(from_rpc_error(grpc.RpcError()), ServerError)
