@@ -58,3 +58,9 @@ test: lint proto-check ## Static checks, proto drift, then the whole test suite.
 demo: ## Start a server on the default model and stream real music through it.
 	@echo "make demo: the server is not built yet (see the serving-core issue)." >&2
 	@exit 1
+
+MODEL_REPOSITORY ?= models
+SERVE_ARGS ?=
+.PHONY: serve
+serve: $(STAMP) ## Start the gRPC server on $(MODEL_REPOSITORY) (more flags: SERVE_ARGS="--port 9001").
+	$(PY) -m mozart_server --model-repository $(MODEL_REPOSITORY) $(SERVE_ARGS)

@@ -1,0 +1,276 @@
+"""The dynamic batcher: windows from every request and stream of one model version, run together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mozart_server.engine import Engine, EngineOutputs, FloatArray
+from mozart_server.errors import DeadlineExceededError, ResourceExhaustedError, UnavailableError
+from mozart_server.metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatcherConfig:
+    """Triton's dynamic batching knobs."""
+
+    max_batch_size: int
+    max_queue_delay_us: int
+    preferred_batch_sizes: tuple[int, ...]
+    max_queue_windows: int
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """A caller's rows of one batch, with the time they queued and the batch's compute time."""
+
+    outputs: EngineOutputs
+    queue_time_s: float
+    compute_time_s: float
+
+
+@dataclass
+class _Pending:
+    """One caller's windows waiting in the queue, with the future that answers them."""
+
+    waveforms: FloatArray
+    deadline: float | None  # time.monotonic() seconds
+    enqueued_at: float
+    future: asyncio.Future[BatchResult] = field(repr=False)
+
+    @property
+    def rows(self) -> int:
+        return int(self.waveforms.shape[0])
+
+
+class DynamicBatcher:
+    """Forms batches from whatever is queued and runs them on the engine in worker threads.
+
+    One batcher serves one model version. `submit` is safe to cancel: a cancelled or
+    expired entry is dropped before compute and never holds back anyone else's answer.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: BatcherConfig,
+        metrics: ServerMetrics,
+        model_name: str,
+        model_version: str,
+    ) -> None:
+        self._engine = engine
+        self._config = config
+        self._labels = {"model": model_name, "version": model_version}
+        self._metrics = metrics
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(engine.instances)
+        self._executor = ThreadPoolExecutor(
+            max_workers=engine.instances, thread_name_prefix=f"engine-{model_name}-{model_version}"
+        )
+        self._running: set[asyncio.Task[None]] = set()
+        self._collector: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def queued_windows(self) -> int:
+        """Windows waiting in the queue now."""
+        return self._queued_rows
+
+    def start(self) -> None:
+        """Starts the task that forms batches; call once, on the serving event loop."""
+        self._collector = asyncio.get_running_loop().create_task(
+            self._collect_forever(), name=f"batcher-{self._labels}"
+        )
+        self._collector.add_done_callback(_log_failure)
+
+    async def submit(self, waveforms: FloatArray, deadline: float | None = None) -> BatchResult:
+        """Queues windows of shape [n, window_samples] and returns their outputs.
+
+        Args:
+            waveforms: float32 windows at the model's rate; n may exceed max_batch_size.
+            deadline: `time.monotonic()` after which the windows are no longer wanted.
+
+        Raises:
+            ResourceExhaustedError: the queue is full.
+            DeadlineExceededError: the deadline passed before compute.
+            UnavailableError: the batcher is closing.
+        """
+        size = self._config.max_batch_size
+        if waveforms.shape[0] <= size:
+            return await self._submit_one(waveforms, deadline)
+        parts = await asyncio.gather(
+            *(self._submit_one(waveforms[i : i + size], deadline)
+              for i in range(0, waveforms.shape[0], size))
+        )  # fmt: skip
+        return BatchResult(
+            EngineOutputs(
+                np.concatenate([part.outputs.probabilities for part in parts]),
+                np.concatenate([part.outputs.logits for part in parts]),
+                np.concatenate([part.outputs.embedding for part in parts]),
+            ),
+            queue_time_s=max(part.queue_time_s for part in parts),
+            compute_time_s=max(part.compute_time_s for part in parts),
+        )
+
+    async def _submit_one(self, waveforms: FloatArray, deadline: float | None) -> BatchResult:
+        if self._closing:
+            raise UnavailableError("the server is shutting down; retry on another replica")
+        rows = int(waveforms.shape[0])
+        if self._queued_rows + rows > self._config.max_queue_windows:
+            raise ResourceExhaustedError(
+                f"the queue of model {self._labels['model']} version {self._labels['version']} "
+                f"is full ({self._config.max_queue_windows} windows); retry with backoff"
+            )
+        now = time.monotonic()
+        if deadline is not None and deadline <= now:
+            raise DeadlineExceededError("the deadline passed before the audio was queued")
+        future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(waveforms, deadline, now, future))
+        self._queued_rows += rows
+        self._metrics.queue_depth.labels(**self._labels).set(self._queued_rows)
+        self._wakeup.set()
+        # Cancelling the caller cancels this future; the collector then drops the entry.
+        return await future
+
+    async def _collect_forever(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                batch = await self._next_batch()
+            except BaseException:
+                self._slots.release()
+                raise
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            task.add_done_callback(_log_failure)
+
+    async def _next_batch(self) -> list[_Pending]:
+        while not self._queue:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        batch: list[_Pending] = []
+        rows = self._take(batch, 0)
+        delay_s = self._config.max_queue_delay_us / 1e6
+        if delay_s > 0 and batch:
+            # Wait for more only until the batch is full or reaches a preferred size.
+            give_up_at = batch[0].enqueued_at + delay_s
+            while (
+                rows < self._config.max_batch_size
+                and rows not in self._config.preferred_batch_sizes
+            ):
+                remaining = give_up_at - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                rows = self._take(batch, rows)
+        return batch
+
+    def _take(self, batch: list[_Pending], rows: int) -> int:
+        """Moves queued entries into `batch` while they fit; drops cancelled and expired ones."""
+        now = time.monotonic()
+        while self._queue and rows + self._queue[0].rows <= self._config.max_batch_size:
+            entry = self._queue.popleft()
+            self._queued_rows -= entry.rows
+            if entry.future.done():
+                self._metrics.windows_dropped.labels(**self._labels, reason="cancelled").inc(
+                    entry.rows
+                )
+                continue
+            if entry.deadline is not None and entry.deadline <= now:
+                entry.future.set_exception(
+                    DeadlineExceededError("the deadline passed while the audio was queued")
+                )
+                self._metrics.windows_dropped.labels(**self._labels, reason="deadline").inc(
+                    entry.rows
+                )
+                continue
+            batch.append(entry)
+            rows += entry.rows
+        self._metrics.queue_depth.labels(**self._labels).set(self._queued_rows)
+        return rows
+
+    async def _run(self, batch: Sequence[_Pending]) -> None:
+        in_flight = self._metrics.batches_in_flight.labels(**self._labels)
+        in_flight.inc()
+        started = time.monotonic()
+        try:
+            waveforms = (
+                batch[0].waveforms
+                if len(batch) == 1
+                else np.concatenate([entry.waveforms for entry in batch])
+            )
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(self._executor, self._engine.run, waveforms)
+        except Exception as error:
+            logger.exception("a batch failed in the engine", extra=self._labels)
+            for entry in batch:
+                if not entry.future.done():
+                    entry.future.set_exception(error)
+            return
+        finally:
+            in_flight.dec()
+            self._slots.release()
+        compute_s = time.monotonic() - started
+        self._metrics.compute_duration.labels(**self._labels).observe(compute_s)
+        self._metrics.batch_size.labels(**self._labels).observe(waveforms.shape[0])
+        queue_histogram = self._metrics.queue_duration.labels(**self._labels)
+        offset = 0
+        for entry in batch:
+            queue_s = started - entry.enqueued_at
+            queue_histogram.observe(queue_s)
+            if not entry.future.done():
+                entry.future.set_result(
+                    BatchResult(outputs.rows(offset, offset + entry.rows), queue_s, compute_s)
+                )
+            offset += entry.rows
+
+    async def aclose(self) -> None:
+        """Stops taking work, lets queued and running batches finish, then stops the worker threads.
+
+        Cancelling aclose (e.g. at the end of a grace period) answers what is still queued
+        with UNAVAILABLE.
+        """
+        self._closing = True
+        try:
+            while self._queue or self._running:
+                if self._running:
+                    await asyncio.wait(set(self._running))
+                else:
+                    await asyncio.sleep(0.001)  # the collector is about to take the queue
+        finally:
+            if self._collector is not None:
+                self._collector.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._collector
+            while self._queue:
+                entry = self._queue.popleft()
+                if not entry.future.done():
+                    entry.future.set_exception(UnavailableError("the server shut down"))
+            self._queued_rows = 0
+            self._metrics.queue_depth.labels(**self._labels).set(0)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error(
+            "batcher task failed", exc_info=task.exception(), extra={"task": task.get_name()}
+        )

@@ -1,0 +1,69 @@
+"""`mozart serve` and `python -m mozart_server`: every setting as a flag or `MOZART_` variable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from mozart_server.app import MozartServer
+from mozart_server.errors import ModelLoadError
+from mozart_server.logs import configure_logging
+from mozart_server.settings import CONFIG_FILE_VARIABLE, ServerSettings
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one flag per setting; unset flags fall back to the environment, then the file."""
+    for name, field in ServerSettings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{field.description} (env MOZART_{name.upper()})"
+        parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=help_text)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Runs the server until SIGTERM or SIGINT; returns the exit code."""
+    overrides: dict[str, Any] = {
+        name: value
+        for name in ServerSettings.model_fields
+        if (value := getattr(args, name, None)) is not None
+    }
+    try:
+        settings = ServerSettings(**overrides)
+    except ValidationError as error:
+        for problem in error.errors():
+            setting = ".".join(str(part) for part in problem["loc"]) or "settings"
+            print(f"mozart serve: invalid setting {setting}: {problem['msg']}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(MozartServer(settings).serve_until_signal())
+    except ModelLoadError as error:
+        logger.error("cannot start", extra={"reason": str(error)})
+        return 1
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Adds `serve` to the `mozart` command (entry point group mozart.commands)."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the gRPC server",
+        description=f"Run Mozart's gRPC server. Settings also come from MOZART_* variables and "
+        f"from the TOML file named by {CONFIG_FILE_VARIABLE}.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=serve)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m mozart_server`: the same as `mozart serve`."""
+    parser = argparse.ArgumentParser(prog="python -m mozart_server")
+    add_arguments(parser)
+    return serve(parser.parse_args(argv))

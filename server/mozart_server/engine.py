@@ -1,0 +1,51 @@
+"""The engine protocol: what the batcher needs from a runtime (ONNX Runtime now, TensorRT later)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from mozart_server.repository import TensorSpec
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class EngineOutputs:
+    """One batch's outputs; row i belongs to input row i."""
+
+    probabilities: FloatArray
+    logits: FloatArray
+    embedding: FloatArray
+
+    def rows(self, start: int, stop: int) -> EngineOutputs:
+        """Returns the outputs of input rows start..stop-1."""
+        return EngineOutputs(
+            self.probabilities[start:stop], self.logits[start:stop], self.embedding[start:stop]
+        )
+
+
+class Engine(Protocol):
+    """Runs batches of windows. `run` is called from worker threads, up to `instances` at once."""
+
+    @property
+    def instances(self) -> int:
+        """How many batches the engine can run at the same time."""
+
+    @property
+    def inputs(self) -> Sequence[TensorSpec]:
+        """The graph's inputs, dynamic dimensions as -1."""
+
+    @property
+    def outputs(self) -> Sequence[TensorSpec]:
+        """The graph's outputs, dynamic dimensions as -1."""
+
+    def run(self, waveforms: FloatArray) -> EngineOutputs:
+        """Runs one batch of shape [batch, window_samples]; thread-safe up to `instances`."""
+
+    def close(self) -> None:
+        """Releases the engine's sessions."""

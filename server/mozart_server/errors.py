@@ -1,0 +1,66 @@
+"""Typed domain errors, each carrying its gRPC status (see the proto's error contract)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import grpc
+
+
+class MozartError(Exception):
+    """A failure the caller can act on; the message is sent to the client as is."""
+
+    status_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgumentError(MozartError):
+    """Bad configuration or undecodable audio."""
+
+    status_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFoundError(MozartError):
+    """The model or version is not loaded."""
+
+    status_code = grpc.StatusCode.NOT_FOUND
+
+
+class OutOfRangeError(MozartError):
+    """A clip or stream longer than max_stream_duration_s."""
+
+    status_code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class ResourceExhaustedError(MozartError):
+    """The batcher's queue is full."""
+
+    status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class UnauthenticatedError(MozartError):
+    """A missing or wrong bearer token."""
+
+    status_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class UnavailableError(MozartError):
+    """The server is not ready yet or is draining."""
+
+    status_code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceededError(MozartError):
+    """The caller's deadline passed before compute."""
+
+    status_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class ModelLoadError(Exception):
+    """A model version that cannot serve; the reason is reported, the server goes on."""
+
+
+INTERNAL_MESSAGE = "internal server error; see the server log for this request id"

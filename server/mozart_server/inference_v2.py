@@ -1,0 +1,161 @@
+"""inference.GRPCInferenceService: the Triton / KServe Open Inference Protocol v2.
+
+It serves the same model versions through the same batchers as the native API,
+and sits behind the same call envelope (request id, draining, bearer token,
+error mapping, request metrics), so errors get the same statuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+import grpc
+
+from mozart_proto.inference import grpc_service_pb2 as v2
+from mozart_proto.inference import grpc_service_pb2_grpc as v2_grpc
+from mozart_server import inference_v2_conversion as conversion
+from mozart_server.errors import MozartError, NotFoundError
+from mozart_server.health import ServingState
+from mozart_server.inference_v2_statistics import model_statistics
+from mozart_server.interceptors import note_model
+from mozart_server.metrics import ServerMetrics
+from mozart_server.registry import ModelRegistry, ServingModel
+from mozart_server.servicer import deadline_of
+from mozart_server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from mozart_server.interceptors import Context
+
+INFERENCE_SERVICE_NAME = v2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+SERVER_NAME = "mozart"
+# Optional protocol extensions that Mozart implements (Triton's names).
+EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data")
+
+
+def _server_version() -> str:
+    try:
+        return version("mozart-server")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
+    """The v2 protocol on top of the model registry and its batchers."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        settings: ServerSettings,
+        metrics: ServerMetrics,
+        state: ServingState,
+    ) -> None:
+        self._registry = registry
+        self._settings = settings
+        self._metrics = metrics
+        self._state = state
+
+    async def ServerLive(  # noqa: N802 (gRPC's method name)
+        self, request: v2.ServerLiveRequest, context: Context
+    ) -> v2.ServerLiveResponse:
+        """The process answers, so it is live."""
+        return v2.ServerLiveResponse(live=True)
+
+    async def ServerReady(  # noqa: N802 (gRPC's method name)
+        self, request: v2.ServerReadyRequest, context: Context
+    ) -> v2.ServerReadyResponse:
+        """Ready once the models are loaded and warmed, until draining starts."""
+        ready = self._state.ready and not self._state.draining.is_set()
+        return v2.ServerReadyResponse(ready=ready)
+
+    async def ModelReady(  # noqa: N802 (gRPC's method name)
+        self, request: v2.ModelReadyRequest, context: Context
+    ) -> v2.ModelReadyResponse:
+        """True when the model (and version, if given) is serving; false, not an error, if not."""
+        try:
+            self._registry.resolve(request.name, request.version)
+        except NotFoundError:
+            return v2.ModelReadyResponse(ready=False)
+        return v2.ModelReadyResponse(ready=self._state.ready)
+
+    async def ServerMetadata(  # noqa: N802 (gRPC's method name)
+        self, request: v2.ServerMetadataRequest, context: Context
+    ) -> v2.ServerMetadataResponse:
+        """Server name, version and the protocol extensions it implements."""
+        return v2.ServerMetadataResponse(
+            name=SERVER_NAME, version=_server_version(), extensions=list(EXTENSIONS)
+        )
+
+    async def ModelMetadata(  # noqa: N802 (gRPC's method name)
+        self, request: v2.ModelMetadataRequest, context: Context
+    ) -> v2.ModelMetadataResponse:
+        """Versions and tensor signatures; NOT_FOUND for an unknown model or version."""
+        model = self._resolve(request.name, request.version)
+        return conversion.model_metadata(self._registry.versions(model.name))
+
+    async def ModelConfig(  # noqa: N802 (gRPC's method name)
+        self, request: v2.ModelConfigRequest, context: Context
+    ) -> v2.ModelConfigResponse:
+        """The batching, instance and tensor configuration of a version."""
+        model = self._resolve(request.name, request.version)
+        return conversion.model_config(model, self._settings)
+
+    async def ModelStatistics(  # noqa: N802 (gRPC's method name)
+        self, request: v2.ModelStatisticsRequest, context: Context
+    ) -> v2.ModelStatisticsResponse:
+        """Counters of one version, every version of a model, or every model."""
+        if request.name:
+            if request.version:
+                models = [self._resolve(request.name, request.version)]
+            else:
+                models = self._registry.versions(request.name)
+                if not models:
+                    self._resolve(request.name, "")  # raises NOT_FOUND with the loaded names
+        else:
+            models = self._registry.all_models()
+        return model_statistics(models, self._metrics)
+
+    async def ModelInfer(  # noqa: N802 (gRPC's method name)
+        self, request: v2.ModelInferRequest, context: Context
+    ) -> v2.ModelInferResponse:
+        """Runs the request's windows through the model's batcher."""
+        return await self._infer(request, context)
+
+    async def ModelStreamInfer(  # noqa: N802 (gRPC's method name)
+        self, request_iterator: AsyncIterator[v2.ModelInferRequest], context: Context
+    ) -> AsyncIterator[v2.ModelStreamInferResponse]:
+        """One response per request, in order; a failed request is reported in-band."""
+        async for request in request_iterator:
+            try:
+                response = await self._infer(request, context)
+            except MozartError as error:
+                yield v2.ModelStreamInferResponse(error_message=error.message)
+                continue
+            yield v2.ModelStreamInferResponse(infer_response=response)
+
+    def _resolve(self, name: str, model_version: str) -> ServingModel:
+        model = self._registry.resolve(name, model_version)
+        note_model(model.name, model.version)
+        return model
+
+    async def _infer(
+        self, request: v2.ModelInferRequest, context: Context
+    ) -> v2.ModelInferResponse:
+        model = self._resolve(request.model_name, request.model_version)
+        waveforms = conversion.waveforms_from_request(request, model)
+        names = conversion.requested_outputs(request)
+        result = await model.batcher.submit(waveforms, deadline_of(context))
+        return conversion.infer_response(request, model, result.outputs, names)
+
+
+def add_inference_service(
+    server: grpc.aio.Server,
+    registry: ModelRegistry,
+    settings: ServerSettings,
+    metrics: ServerMetrics,
+    state: ServingState,
+) -> None:
+    """Registers the v2 servicer on `server` (called from app.MozartServer)."""
+    servicer = InferenceServicer(registry, settings, metrics, state)
+    v2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

@@ -1,0 +1,91 @@
+"""Every Prometheus metric the server exports, on a registry the composition root owns."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Latencies run from tens of microseconds (queue) to seconds (a long clip).
+_LATENCY_BUCKETS_S = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+)  # fmt: skip
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServerMetrics:
+    """The server's metric objects. Documented one by one in docs/server.md."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "mozart_requests",
+            "Finished RPCs by method, gRPC status code, model and version.",
+            ["method", "code", "model", "version"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "mozart_request_duration_seconds",
+            "End-to-end RPC time on the server, by method.",
+            ["method"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.queue_duration = Histogram(
+            "mozart_queue_duration_seconds",
+            "Time a window waited in the batcher's queue before its batch started.",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.compute_duration = Histogram(
+            "mozart_compute_duration_seconds",
+            "Engine time of one batch.",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "mozart_batch_size",
+            "Windows per batch the engine ran.",
+            ["model", "version"],
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "mozart_queue_depth",
+            "Windows waiting in the batcher's queue.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.batches_in_flight = Gauge(
+            "mozart_batches_in_flight",
+            "Batches the engine is computing now.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.windows_dropped = Counter(
+            "mozart_windows_dropped",
+            "Queued windows dropped before compute, by reason (cancelled, deadline).",
+            ["model", "version", "reason"],
+            registry=registry,
+        )
+        self.active_streams = Gauge(
+            "mozart_active_streams", "Open StreamClassify calls.", registry=registry
+        )
+        self.stream_tasks = Gauge(
+            "mozart_stream_tasks",
+            "Tasks streams own now (window submissions and pending reads).",
+            registry=registry,
+        )
+        self.audio_processed = Counter(
+            "mozart_audio_processed_seconds",
+            "Seconds of input audio decoded, by method.",
+            ["method"],
+            registry=registry,
+        )
+        self.model_loaded = Gauge(
+            "mozart_model_loaded",
+            "1 when a model version is loaded and warmed, 0 when it failed to load.",
+            ["model", "version"],
+            registry=registry,
+        )

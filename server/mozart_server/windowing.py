@@ -1,0 +1,32 @@
+"""Cutting audio into model windows: the same rule for whole clips and for streams."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mozart_server.engine import FloatArray
+
+
+def hop_samples(hop_ms: int, sample_rate_hz: int) -> int:
+    """The hop in samples at the model's rate (at least one sample)."""
+    return max(1, round(hop_ms * sample_rate_hz / 1000))
+
+
+def window_count(total_samples: int, window_samples: int, hop: int) -> int:
+    """Windows in a clip: every full window at 0, hop, 2*hop, ...; one padded window if none fit."""
+    if total_samples <= 0:
+        return 0
+    if total_samples < window_samples:
+        return 1
+    return (total_samples - window_samples) // hop + 1
+
+
+def cut_windows(samples: FloatArray, window_samples: int, hop: int) -> FloatArray:
+    """Returns the clip's windows as a [n, window_samples] float32 array (zero-padded if short)."""
+    count = window_count(len(samples), window_samples, hop)
+    if len(samples) < window_samples:
+        padded = np.zeros((count, window_samples), dtype=np.float32)
+        padded[:, : len(samples)] = samples
+        return padded
+    view = np.lib.stride_tricks.sliding_window_view(samples, window_samples)[::hop]
+    return np.ascontiguousarray(view[:count], dtype=np.float32)
