@@ -17,10 +17,9 @@ COPY --from=build /opt/mozart /opt/mozart
 COPY models/ /models/
 ENV PATH=/opt/mozart/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    MOZART_MODEL_REPOSITORY=/models \
-    MOZART_PORT=50051 \
-    MOZART_METRICS_PORT=9090
+    MOZART_MODEL_REPOSITORY=/models
 USER 10001
-EXPOSE 50051 9090
+# gRPC (mozart.v1, inference v2, health, reflection) and Prometheus metrics.
+EXPOSE 8001 8002
 # Kubernetes probes the gRPC health service; see k8s/base/deployment.yaml.
 ENTRYPOINT ["mozart", "serve"]
