@@ -17,7 +17,9 @@ COPY --from=build /opt/mozart /opt/mozart
 COPY models/ /models/
 ENV PATH=/opt/mozart/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    MOZART_MODEL_REPOSITORY=/models
+    MOZART_MODEL_REPOSITORY=/models \
+    MOZART_HOST=0.0.0.0 \
+    MOZART_METRICS_HOST=0.0.0.0
 USER 10001
 # gRPC (mozart.v1, inference v2, health, reflection) and Prometheus metrics.
 EXPOSE 8001 8002
