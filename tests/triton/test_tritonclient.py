@@ -1,0 +1,160 @@
+"""Triton's own Python client (`tritonclient[grpc]` from PyPI) against a real Mozart server.
+
+Nobody here wrote tritonclient: it serialises with its own compiled copy of
+Triton's grpc_service.proto and decodes only raw_output_contents, so these tests
+prove wire compatibility, not agreement with our own stubs. The client runs in a
+child process (see tritonclient_session.py for why).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+
+from mozart_proto.v1 import audio_classifier_pb2 as pb
+from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
+from tests.support.audio import music_clip
+from tests.support.server import InProcessServer
+
+WINDOW = 8_000  # the tiny test model: 0.5 s at 16 kHz
+LABELS = 4
+SESSION = Path(__file__).with_name("tritonclient_session.py")
+
+
+@pytest.fixture(scope="module")
+def windows() -> np.ndarray:
+    return np.stack([music_clip(0.5, 16_000, seed=seed) for seed in range(4)])
+
+
+@pytest.fixture(scope="module")
+def session(server: InProcessServer, windows: np.ndarray, tmp_path_factory) -> dict[str, Any]:
+    path = tmp_path_factory.mktemp("triton") / "windows.npy"
+    np.save(path, windows)
+    completed = subprocess.run(
+        [sys.executable, str(SESSION), server.address, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    report: dict[str, Any] = json.loads(completed.stdout)
+    return report
+
+
+def test_liveness_and_readiness(session) -> None:
+    assert session["server_live"] is True
+    assert session["server_ready"] is True
+    assert session["model_ready"] is True
+    assert session["model_version_ready"] is True
+    assert session["unknown_model_ready"] is False
+    assert session["server_metadata"]["name"] == "mozart"
+    assert "model_configuration" in session["server_metadata"]["extensions"]
+
+
+def test_model_metadata_describes_the_tensors(session) -> None:
+    metadata = session["model_metadata"]
+    assert metadata["name"] == "tiny"
+    assert metadata["versions"] == ["1"]
+    assert metadata["platform"] == "onnxruntime_onnx"
+    assert metadata["inputs"] == [
+        {"name": "waveform", "datatype": "FP32", "shape": ["-1", str(WINDOW)]}
+    ]
+    assert [(o["name"], o["datatype"], o["shape"]) for o in metadata["outputs"]] == [
+        ("probabilities", "FP32", ["-1", str(LABELS)]),
+        ("embedding", "FP32", ["-1", "8"]),
+    ]
+
+
+def test_model_config_follows_triton(session, server: InProcessServer) -> None:
+    config = session["model_config"]["config"]
+    assert config["name"] == "tiny"
+    assert config["platform"] == "onnxruntime_onnx"
+    assert config["input"] == [
+        {"name": "waveform", "data_type": "TYPE_FP32", "dims": [str(WINDOW)]}
+    ]
+    assert [o["name"] for o in config["output"]] == ["probabilities", "embedding"]
+    assert config["max_batch_size"] == server.server.settings.max_batch_size
+    batching = config["dynamic_batching"]
+    assert [int(b) for b in batching["preferred_batch_size"]] == list(
+        server.server.settings.preferred_batch_sizes
+    )
+
+
+def test_probabilities_match_native_classify_on_the_same_windows(
+    session, server: InProcessServer, windows: np.ndarray
+) -> None:
+    probabilities = np.array(session["infer"]["probabilities"])
+    assert probabilities.shape == (len(windows), LABELS)
+    assert session["infer"]["embedding_shape"] == [len(windows), 8]
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.AudioClassifierStub(channel)
+        for row, window in zip(probabilities, windows, strict=True):
+            native = stub.Classify(
+                pb.ClassifyRequest(
+                    model=pb.ModelRef(name="tiny"),
+                    format=pb.AudioFormat(
+                        encoding=pb.AUDIO_ENCODING_PCM_F32LE, sample_rate_hz=16_000, channels=1
+                    ),
+                    audio=window.astype("<f4").tobytes(),
+                ),
+                timeout=30,
+            )
+            assert len(native.windows) == 1
+            np.testing.assert_allclose(row, native.windows[0].scores, rtol=1e-5, atol=1e-6)
+    # The audio matters: different windows score differently.
+    assert len({tuple(np.round(row, 4)) for row in probabilities}) > 1
+
+
+def test_a_batch_answers_each_row_as_if_sent_alone(session) -> None:
+    together = np.array(session["infer"]["probabilities"])
+    alone = np.array(session["infer_one_by_one"])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_request_id_version_and_default_outputs(session) -> None:
+    assert session["infer"]["id"] == "req-42"
+    assert session["infer"]["model_version"] == "1"
+    assert session["infer_all_outputs"] == ["embedding", "probabilities"]
+
+
+def test_statistics_count_the_windows_inferred(session, windows: np.ndarray) -> None:
+    def stats(report: dict[str, Any]) -> dict[str, Any]:
+        entry: dict[str, Any] = report["model_stats"][0]
+        return entry
+
+    before, after = stats(session["statistics_before"]), stats(session["statistics_after"])
+    inferred = int(after.get("inference_count", 0)) - int(before.get("inference_count", 0))
+    # One batch of 4, then 4 alone, then 1 with the default outputs.
+    assert inferred == 2 * len(windows) + 1
+    assert int(after["execution_count"]) > int(before.get("execution_count", 0))
+    assert int(after["inference_stats"]["success"]["count"]) >= len(windows) + 2
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "words"),
+    [
+        ("unknown_model", "StatusCode.NOT_FOUND", "not loaded"),
+        ("wrong_window", "StatusCode.INVALID_ARGUMENT", "shape [batch, 8000]"),
+        ("no_batch_axis", "StatusCode.INVALID_ARGUMENT", "shape [batch, 8000]"),
+        ("fp64", "StatusCode.INVALID_ARGUMENT", "must be FP32"),
+        ("unknown_output", "StatusCode.INVALID_ARGUMENT", "unknown outputs"),
+    ],
+)
+def test_errors_get_the_native_statuses_and_say_what_was_wrong(
+    session, case, status, words
+) -> None:
+    assert session["errors"][case]["status"] == status
+    assert words in session["errors"][case]["message"]
+
+
+def test_the_server_keeps_serving_after_bad_requests(session) -> None:
+    assert session["ready_after_errors"] is True
