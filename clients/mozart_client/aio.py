@@ -72,6 +72,7 @@ class AsyncClient:
         self.options = ConnectionOptions(
             target=target, tls=tls, token=token, timeout_s=timeout_s, retry=retry or RetryPolicy()
         )
+        self._default_model: str | None = None
         self._channel = open_aio_channel(self.options)
         method = f"/{AUDIO_CLASSIFIER}/"
         self._classify = self._channel.unary_unary(
@@ -100,6 +101,19 @@ class AsyncClient:
             response_deserializer=health_pb2.HealthCheckResponse.FromString,
         )
 
+    async def _model_name(self, model: str) -> str:
+        """The model to use: the one asked for, else the server's only model."""
+        if model:
+            return model
+        if self._default_model is None:
+            names = [info.name for info in await self.models()]
+            if len(names) != 1:
+                raise InvalidInputError(
+                    f"the server serves {len(names)} models ({', '.join(names)}); name one"
+                )
+            self._default_model = names[0]
+        return self._default_model
+
     def _deadline(self, timeout_s: float | None) -> float | None:
         return self.options.timeout_s if timeout_s == _UNSET else timeout_s
 
@@ -118,7 +132,7 @@ class AsyncClient:
         """Classifies a whole clip; arguments as in `Client.classify`."""
         wire = clip_audio(audio, sample_rate_hz=sample_rate_hz, encoding=encoding)
         request = pb.ClassifyRequest(
-            model=pb.ModelRef(name=model, version=version),
+            model=pb.ModelRef(name=await self._model_name(model), version=version),
             format=wire.format,
             audio=wire.data,
             hop_ms=hop_ms,
@@ -168,7 +182,7 @@ class AsyncClient:
             audio = _AsyncStreamAudio(sync_audio.format, _aiter_sync(sync_audio))
         config = config_request(
             audio.format,
-            model=model,
+            model=await self._model_name(model),
             version=version,
             hop_ms=hop_ms,
             top_k=top_k,

@@ -25,7 +25,7 @@ from mozart_client.conversion import (
     serving_status_from_proto,
     stream_result_from_proto,
 )
-from mozart_client.errors import from_rpc_error
+from mozart_client.errors import InvalidInputError, from_rpc_error
 from mozart_client.results import (
     ClassifyResult,
     HealthStatus,
@@ -69,6 +69,7 @@ class Client:
         self.options = ConnectionOptions(
             target=target, tls=tls, token=token, timeout_s=timeout_s, retry=retry or RetryPolicy()
         )
+        self._default_model: str | None = None
         self._channel = open_channel(self.options)
         method = f"/{AUDIO_CLASSIFIER}/"
         self._classify = self._channel.unary_unary(
@@ -97,6 +98,19 @@ class Client:
             response_deserializer=health_pb2.HealthCheckResponse.FromString,
         )
 
+    def _model_name(self, model: str) -> str:
+        """The model to use: the one asked for, else the server's only model."""
+        if model:
+            return model
+        if self._default_model is None:
+            names = [info.name for info in self.models()]
+            if len(names) != 1:
+                raise InvalidInputError(
+                    f"the server serves {len(names)} models ({', '.join(names)}); name one"
+                )
+            self._default_model = names[0]
+        return self._default_model
+
     def _deadline(self, timeout_s: float | None) -> float | None:
         return self.options.timeout_s if timeout_s == _UNSET else timeout_s
 
@@ -117,7 +131,7 @@ class Client:
         Args:
             audio: A file path, encoded bytes (WAV, FLAC, Ogg or raw PCM), or a
                 numpy array of samples, shape (frames,) or (frames, channels).
-            model: Model name; empty lets the server pick its default.
+            model: Model name; empty picks the server's only model (an error if it has several).
             version: Model version; empty means the newest serving one.
             sample_rate_hz: Rate of numpy arrays and raw PCM bytes.
             encoding: `pcm_s16le` or `pcm_f32le` for raw PCM bytes.
@@ -135,7 +149,7 @@ class Client:
         """
         wire = clip_audio(audio, sample_rate_hz=sample_rate_hz, encoding=encoding)
         request = pb.ClassifyRequest(
-            model=pb.ModelRef(name=model, version=version),
+            model=pb.ModelRef(name=self._model_name(model), version=version),
             format=wire.format,
             audio=wire.data,
             hop_ms=hop_ms,
@@ -174,7 +188,7 @@ class Client:
         Args:
             source: A file path, a numpy array, or an iterable of byte or numpy
                 chunks (for instance `microphone_chunks()`).
-            model: Model name; empty lets the server pick its default.
+            model: Model name; empty picks the server's only model (an error if it has several).
             version: Model version; empty means the newest serving one.
             realtime: Send audio no faster than it plays, as a live source would;
                 otherwise as fast as the server accepts it.
@@ -200,7 +214,7 @@ class Client:
         )
         config = config_request(
             audio.format,
-            model=model,
+            model=self._model_name(model),
             version=version,
             hop_ms=hop_ms,
             top_k=top_k,

@@ -124,7 +124,7 @@ def test_unary_calls_retry_unavailable_until_they_succeed(serve) -> None:
     peer = ScriptedPeer(failures=3, code=grpc.StatusCode.UNAVAILABLE)
     with Client(serve(peer), retry=FAST_RETRY) as client:
         models = client.models()
-        result = client.classify(np.zeros(160, np.float32), sample_rate_hz=16_000)
+        result = client.classify(np.zeros(160, np.float32), sample_rate_hz=16_000, model="scripted")
     assert [m.name for m in models] == ["scripted"]
     assert result.model_name == "scripted"
     assert peer.attempts == {"ListModels": 4, "Classify": 4}
@@ -149,7 +149,7 @@ def test_other_statuses_are_not_retried(serve) -> None:
 def test_streams_are_never_retried(serve) -> None:
     peer = ScriptedPeer(failures=1, code=grpc.StatusCode.UNAVAILABLE)
     with Client(serve(peer), retry=FAST_RETRY) as client, pytest.raises(UnavailableError):
-        list(client.stream(np.zeros(1600, np.float32), sample_rate_hz=16_000))
+        list(client.stream(np.zeros(1600, np.float32), sample_rate_hz=16_000, model="scripted"))
     assert peer.attempts["StreamClassify"] == 1
 
 
