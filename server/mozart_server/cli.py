@@ -38,8 +38,10 @@ def serve(args: argparse.Namespace) -> int:
         settings = ServerSettings(**overrides)
     except ValidationError as error:
         for problem in error.errors():
-            setting = ".".join(str(part) for part in problem["loc"]) or "settings"
-            print(f"mozart serve: invalid setting {setting}: {problem['msg']}", file=sys.stderr)
+            setting = ".".join(str(part) for part in problem["loc"])
+            # Cross-field checks have no single location; their message names the settings.
+            where = f"setting {setting}" if setting else "settings"
+            print(f"mozart serve: invalid {where}: {problem['msg']}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     try:

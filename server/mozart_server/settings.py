@@ -51,30 +51,39 @@ class ServerSettings(BaseSettings):
     )
 
     # Network.
-    host: str = Field("127.0.0.1", description="Address the gRPC server binds.")
-    port: int = Field(8001, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
-    metrics_host: str = Field("127.0.0.1", description="Address the /metrics HTTP server binds.")
+    host: str = Field(default="127.0.0.1", description="Address the gRPC server binds.")
+    port: int = Field(default=8001, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the /metrics HTTP server binds."
+    )
     metrics_port: int = Field(
-        8002, ge=0, le=65535, description="Prometheus /metrics port; 0 picks a free one."
+        default=8002, ge=0, le=65535, description="Prometheus /metrics port; 0 picks a free one."
     )
     max_message_bytes: int = Field(
-        64 * 1024 * 1024, ge=1024, description="Largest gRPC message the server accepts."
+        default=64 * 1024 * 1024, ge=1024, description="Largest gRPC message the server accepts."
     )
     auth_token: str | None = Field(
-        None, description="When set, every call needs `authorization: Bearer <token>`."
+        default=None, description="When set, every call needs `authorization: Bearer <token>`."
     )
-    tls_cert_file: Path | None = Field(None, description="PEM server certificate; enables TLS.")
-    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM server certificate; enables TLS."
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file.")
     tls_client_ca_file: Path | None = Field(
-        None, description="PEM CA bundle; when set, clients must present a certificate (mTLS)."
+        default=None,
+        description="PEM CA bundle; when set, clients must present a certificate (mTLS).",
     )
 
     # Models.
-    model_repository: Path = Field(Path("models"), description="Folder of <name>/<version>/.")
-    version_policy: VersionPolicy = Field(
-        VersionPolicy.LATEST, description="latest, all, specific."
+    model_repository: Path = Field(
+        default=Path("models"), description="Folder of <name>/<version>/."
     )
-    latest_versions: int = Field(1, ge=1, description="How many newest versions `latest` loads.")
+    version_policy: VersionPolicy = Field(
+        default=VersionPolicy.LATEST, description="latest, all, specific."
+    )
+    latest_versions: int = Field(
+        default=1, ge=1, description="How many newest versions `latest` loads."
+    )
     specific_versions: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Versions `specific` loads (comma-separated)."
     )
@@ -85,54 +94,69 @@ class ServerSettings(BaseSettings):
         description="ONNX Runtime execution providers, in priority order (comma-separated).",
     )
     on_provider_mismatch: ProviderMismatch = Field(
-        ProviderMismatch.FAIL,
+        default=ProviderMismatch.FAIL,
         description="fail or warn when ONNX Runtime falls back from the first provider asked for.",
     )
     instances: int = Field(
-        1, ge=1, le=64, description="Sessions per model version (parallel batches)."
+        default=1, ge=1, le=64, description="Sessions per model version (parallel batches)."
     )
-    intra_op_threads: int = Field(1, ge=0, description="ORT intra-op threads; 0 lets ORT choose.")
-    inter_op_threads: int = Field(1, ge=0, description="ORT inter-op threads; 0 lets ORT choose.")
+    intra_op_threads: int = Field(
+        default=1, ge=0, description="ORT intra-op threads; 0 lets ORT choose."
+    )
+    inter_op_threads: int = Field(
+        default=1, ge=0, description="ORT inter-op threads; 0 lets ORT choose."
+    )
     allow_spinning: bool = Field(
-        False, description="Let ORT threads spin while waiting (burns CPU on small machines)."
+        default=False,
+        description="Let ORT threads spin while waiting (burns CPU on small machines).",
     )
     graph_optimization_level: GraphOptimizationLevel = Field(
-        GraphOptimizationLevel.ALL, description="ORT graph optimization level."
+        default=GraphOptimizationLevel.ALL, description="ORT graph optimization level."
     )
 
     # Dynamic batcher.
-    max_batch_size: int = Field(16, ge=1, le=4096, description="Most windows in one batch.")
+    max_batch_size: int = Field(default=16, ge=1, le=4096, description="Most windows in one batch.")
     max_queue_delay_us: int = Field(
-        0, ge=0, le=1_000_000, description="How long a batch may wait to fill up."
+        default=0, ge=0, le=1_000_000, description="How long a batch may wait to fill up."
     )
     preferred_batch_sizes: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [1, 4, 8, 16],
         description="Batch sizes to warm up and to stop waiting at (comma-separated).",
     )
     max_queue_windows: int = Field(
-        1024, ge=1, description="Most windows queued per model version; more is RESOURCE_EXHAUSTED."
+        default=1024,
+        ge=1,
+        description="Most windows queued per model version; more is RESOURCE_EXHAUSTED.",
     )
 
     # Requests and streams.
-    default_top_k: int = Field(5, ge=1, description="Labels per result when a request asks for 0.")
+    default_top_k: int = Field(
+        default=5, ge=1, description="Labels per result when a request asks for 0."
+    )
     max_stream_duration_s: float = Field(
-        3600.0, gt=0, description="Longest stream or clip, in seconds of audio (OUT_OF_RANGE)."
+        default=3600.0,
+        gt=0,
+        description="Longest stream or clip, in seconds of audio (OUT_OF_RANGE).",
     )
     stream_idle_timeout_s: float = Field(
-        30.0, gt=0, description="Longest wait for the next stream message (INVALID_ARGUMENT)."
+        default=30.0,
+        gt=0,
+        description="Longest wait for the next stream message (INVALID_ARGUMENT).",
     )
     max_chunk_bytes: int = Field(
-        1024 * 1024, ge=1, description="Largest audio chunk in one stream message."
+        default=1024 * 1024, ge=1, description="Largest audio chunk in one stream message."
     )
     max_windows_in_flight_per_stream: int = Field(
-        8, ge=1, description="Windows one stream may have queued or computing before reads pause."
+        default=8,
+        ge=1,
+        description="Windows one stream may have queued or computing before reads pause.",
     )
 
     # Lifecycle and logs.
     shutdown_grace_s: float = Field(
-        10.0, ge=0, description="How long in-flight work may finish after SIGTERM."
+        default=10.0, ge=0, description="How long in-flight work may finish after SIGTERM."
     )
-    log_level: str = Field("INFO", description="Python logging level name.")
+    log_level: str = Field(default="INFO", description="Python logging level name.")
 
     @field_validator("providers", "specific_versions", "preferred_batch_sizes", mode="before")
     @classmethod
