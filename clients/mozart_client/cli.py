@@ -247,3 +247,20 @@ def run_health(args: argparse.Namespace) -> int:
         statuses = [client.health(service) for service in services]
     print(cli_output.to_json(statuses) if args.json else cli_output.health_table(statuses))
     return ExitCode.OK if all(s.serving for s in statuses) else ExitCode.NOT_SERVING
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs only the client commands (`python -m mozart_client.cli ...`).
+
+    The `mozart` command loads every installed distribution's commands; this
+    entry point skips them, which starts faster where the trainer is installed.
+    """
+    parser = argparse.ArgumentParser(prog="mozart", description="Mozart client commands.")
+    register(parser.add_subparsers(title="commands", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
