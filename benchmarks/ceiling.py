@@ -1,0 +1,188 @@
+"""The compute ceiling: the served model run in-process by ONNX Runtime, with the server's settings.
+
+The engine is the server's own `OnnxEngine`, built from the same `ServerSettings` (threads,
+spinning, graph optimization, instances), so the ceiling differs from the server only by
+everything the server adds: gRPC, decoding, windowing, batching.
+
+    python -m benchmarks.ceiling --model-repository models --model composer-cnn
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mozart_server.onnx_engine import OnnxEngine
+from mozart_server.repository import VersionDir, discover, read_manifest
+from mozart_server.settings import ServerSettings, VersionPolicy
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class BatchMeasurement:
+    """Throughput and latency of one batch size."""
+
+    batch_size: int
+    windows_per_s: float
+    median_ms: float
+    p99_ms: float
+    runs: int
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """The model's own compute ceiling on this machine, now."""
+
+    model: str
+    version: str
+    window_samples: int
+    sample_rate_hz: int
+    instances: int
+    intra_op_threads: int
+    batches: tuple[BatchMeasurement, ...]
+
+    @property
+    def best(self) -> BatchMeasurement:
+        """The batch size with the highest throughput."""
+        return max(self.batches, key=lambda batch: batch.windows_per_s)
+
+    @property
+    def windows_per_s(self) -> float:
+        """The ceiling: the best throughput over all batch sizes."""
+        return self.best.windows_per_s
+
+    @property
+    def batch1_median_ms(self) -> float:
+        """Median compute time of one window alone."""
+        return next(batch.median_ms for batch in self.batches if batch.batch_size == 1)
+
+
+def find_version(settings: ServerSettings, model: str) -> VersionDir:
+    """The newest version of `model` in the settings' repository (as the server would load it).
+
+    Raises:
+        LookupError: the repository has no such model.
+    """
+    found = [
+        version
+        for version in discover(settings.model_repository, VersionPolicy.LATEST, 1, ())
+        if version.name == model
+    ]
+    if not found:
+        raise LookupError(f"model {model!r} is not in {settings.model_repository}")
+    return found[-1]
+
+
+def _percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _measure(
+    engine: OnnxEngine, batch: np.ndarray, seconds: float, instances: int
+) -> BatchMeasurement:
+    """Runs `batch` on `instances` threads for `seconds`, as the server's batcher would."""
+    latencies_s: list[float] = []
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+
+    def loop() -> None:
+        mine = []
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            engine.run(batch)
+            mine.append(time.perf_counter() - started)
+        with lock:
+            latencies_s.extend(mine)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=loop) for _ in range(instances)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return BatchMeasurement(
+        batch_size=int(batch.shape[0]),
+        windows_per_s=len(latencies_s) * batch.shape[0] / elapsed,
+        median_ms=statistics.median(latencies_s) * 1000,
+        p99_ms=_percentile(latencies_s, 0.99) * 1000,
+        runs=len(latencies_s),
+    )
+
+
+def measure_ceiling(
+    settings: ServerSettings,
+    model: str,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+    seconds_per_batch: float = 2.0,
+) -> Ceiling:
+    """Measures windows/s and latency for each batch size with the server's engine settings."""
+    version = find_version(settings, model)
+    manifest = read_manifest(version)
+    engine = OnnxEngine(version.model_file, settings)
+    rng = np.random.default_rng(0)
+    measurements = []
+    try:
+        for size in batch_sizes:
+            batch = (rng.standard_normal((size, manifest.window_samples)) * 0.1).astype(np.float32)
+            engine.run(batch)  # warm-up: ORT allocates buffers for a new shape
+            measurements.append(_measure(engine, batch, seconds_per_batch, engine.instances))
+    finally:
+        engine.close()
+    return Ceiling(
+        model=manifest.name,
+        version=manifest.version,
+        window_samples=manifest.window_samples,
+        sample_rate_hz=manifest.sample_rate_hz,
+        instances=settings.instances,
+        intra_op_threads=settings.intra_op_threads,
+        batches=tuple(measurements),
+    )
+
+
+def format_ceiling(ceiling: Ceiling) -> str:
+    """A plain-text table of the measurement."""
+    lines = [
+        f"ceiling of {ceiling.model} v{ceiling.version} "
+        f"(instances={ceiling.instances}, intra_op_threads={ceiling.intra_op_threads})",
+        f"{'batch':>6} {'windows/s':>10} {'median ms':>10} {'p99 ms':>8} {'runs':>6}",
+    ]
+    for batch in ceiling.batches:
+        lines.append(
+            f"{batch.batch_size:>6} {batch.windows_per_s:>10.1f} {batch.median_ms:>10.2f} "
+            f"{batch.p99_ms:>8.2f} {batch.runs:>6}"
+        )
+    lines.append(
+        f"best: {ceiling.windows_per_s:.1f} windows/s at batch {ceiling.best.batch_size}; "
+        f"batch-1 median {ceiling.batch1_median_ms:.2f} ms"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Prints the ceiling of one model; engine settings come from MOZART_* variables."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ceiling", description=__doc__)
+    parser.add_argument("--model-repository", type=Path, default=Path("models"))
+    parser.add_argument("--model", default="composer-cnn")
+    parser.add_argument("--seconds-per-batch", type=float, default=2.0)
+    parser.add_argument(
+        "--batch-sizes", default=",".join(map(str, BATCH_SIZES)), help="comma-separated"
+    )
+    args = parser.parse_args(argv)
+    settings = ServerSettings(model_repository=args.model_repository)
+    sizes = [int(size) for size in args.batch_sizes.split(",")]
+    print(format_ceiling(measure_ceiling(settings, args.model, sizes, args.seconds_per_batch)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,230 @@
+"""`make bench`: start the server, measure the ceiling, run Locust at several loads, report.
+
+    python -m benchmarks.run --profile full            # make bench
+    python -m benchmarks.run --profile quick --gate    # make bench-gate (about 100 s)
+
+Writes benchmarks/results/<timestamp>/: the raw CSVs of every phase, summary.json,
+report.md and PNG plots. Server settings come from MOZART_* variables (the server and the
+ceiling both read them) and from `--set name=value`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.ceiling import find_version, format_ceiling, measure_ceiling
+from benchmarks.clips import DEFAULT_CLIPS, load_clips
+from benchmarks.gate import GATES_FILE, evaluate, load_thresholds
+from benchmarks.report import write_report
+from benchmarks.results import PhaseResult, Summary, read_raw, server_delta
+from benchmarks.server_process import scrape, server_process
+from mozart_server.repository import read_manifest
+from mozart_server.settings import ServerSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+RESULTS = Path(__file__).with_name("results")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One Locust run: a user class at a fixed number of users for a fixed time."""
+
+    name: str
+    user_class: str
+    users: int
+    seconds: int
+    unary_mode: str = "clips"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How long and at which loads a run measures."""
+
+    ceiling_seconds_per_batch: float
+    stream_seconds: float
+    phases: tuple[Phase, ...]
+
+
+def profile(name: str, gate_streams: int, target_streams: Sequence[int]) -> Profile:
+    """The quick profile (the gate, under two minutes) or the full one (`make bench`)."""
+    if name == "quick":
+        return Profile(
+            ceiling_seconds_per_batch=1.0,
+            stream_seconds=10.0,
+            phases=(
+                Phase("overhead", "UnaryUser", 1, 12, "single-window"),
+                Phase("users-16", "UnaryUser", 16, 15),
+                Phase(f"streams-{gate_streams}", "StreamUser", gate_streams, 22),
+                Phase("v2-4", "V2User", 4, 8),
+            ),
+        )
+    sweep = [Phase(f"users-{n}", "UnaryUser", n, 20) for n in (1, 2, 4, 8, 16, 32)]
+    v2 = [Phase(f"v2-{n}", "V2User", n, 15) for n in (1, 8, 32)]
+    counts = sorted({gate_streams, *target_streams})
+    streams = [Phase(f"streams-{n}", "StreamUser", n, 32) for n in counts]
+    return Profile(
+        ceiling_seconds_per_batch=3.0,
+        stream_seconds=15.0,
+        phases=(Phase("overhead", "UnaryUser", 1, 30, "single-window"), *sweep, *v2, *streams),
+    )
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_phase(
+    phase: Phase,
+    *,
+    address: str,
+    model: str,
+    clips: str,
+    stream_seconds: float,
+    folder: Path,
+) -> None:
+    """Runs Locust headless for one phase; its CSVs and log land in `folder`."""
+    command = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), phase.user_class,
+        "--headless", "--only-summary", "--loglevel", "WARNING",
+        "-u", str(phase.users), "-r", str(phase.users), "-t", f"{phase.seconds}s",
+        "--host", address, "--csv", str(folder / phase.name),
+        "--model", model, "--clips", clips, "--unary-mode", phase.unary_mode,
+        "--stream-seconds", str(stream_seconds),
+        "--raw-csv", str(folder / f"{phase.name}_requests.csv"),
+    ]  # fmt: skip
+    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in paths if path))
+    with (folder / f"{phase.name}.log").open("w") as log:
+        # Locust exits 1 when a request failed; the summary counts failures itself.
+        subprocess.run(  # noqa: S603 - our own interpreter and arguments, no shell
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=phase.seconds + 120,
+            check=False,
+        )
+    if not (folder / f"{phase.name}_requests.csv").exists():
+        raise RuntimeError(
+            f"Locust wrote no results for {phase.name}; see {folder}/{phase.name}.log"
+        )
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _progress(phase: PhaseResult, ceiling_windows_per_s: float) -> str:
+    return (
+        f"    {phase.requests} requests, {phase.failures} failed, "
+        f"{phase.windows_per_s:.1f} windows/s ({phase.windows_per_s / ceiling_windows_per_s:.2f} "
+        f"of ceiling), median {phase.latency.median_ms:.1f} ms, p99 {phase.latency.p99_ms:.1f} ms, "
+        f"mean batch {phase.server.mean_batch_size:.1f}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the benchmark; with --gate, exits 1 when a gate threshold fails."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--profile", choices=("quick", "full"), default="full")
+    parser.add_argument("--model-repository", type=Path, default=Path("models"))
+    parser.add_argument("--model", default="composer-cnn")
+    parser.add_argument("--clips", default=DEFAULT_CLIPS, help="glob of real audio clips")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting for the server and the ceiling (repeatable)",
+    )
+    parser.add_argument("--gates", type=Path, default=GATES_FILE)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="parent folder of the run")
+    parser.add_argument("--gate", action="store_true", help="exit 1 when the gate fails")
+    args = parser.parse_args(argv)
+
+    overrides = dict(item.split("=", 1) for item in args.set)
+    settings = ServerSettings(model_repository=args.model_repository, **overrides)
+    gate, targets = load_thresholds(args.gates, "gate"), load_thresholds(args.gates, "targets")
+    plan = profile(args.profile, gate.streams, (targets.streams, 2 * targets.streams))
+    clips = load_clips(args.clips)
+    started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = args.out / started_at
+    folder.mkdir(parents=True)
+    _say(f"benchmark {args.profile}: {len(clips)} clips from {args.clips}; results in {folder}")
+
+    _say(f"[ceiling] {args.model} in-process, batch 1..64, {plan.ceiling_seconds_per_batch} s each")
+    ceiling = measure_ceiling(
+        settings, args.model, seconds_per_batch=plan.ceiling_seconds_per_batch
+    )
+    _say(format_ceiling(ceiling))
+    hop_ms = read_manifest(find_version(settings, args.model)).default_hop_ms
+
+    phases: list[PhaseResult] = []
+    _say("[server] starting")
+    with server_process(args.model_repository, overrides, folder / "server.log") as server:
+        _say(f"[server] serving on {server.address} (metrics {server.metrics_url})")
+        for number, phase in enumerate(plan.phases, 1):
+            _say(
+                f"[{number}/{len(plan.phases)}] {phase.name}: "
+                f"{phase.users} x {phase.user_class} for {phase.seconds} s"
+            )
+            before, cpu_before = scrape(server.metrics_url), _cpu_seconds(server.pid)
+            (folder / f"{phase.name}_metrics_before.txt").write_text(str(before))
+            run_phase(
+                phase,
+                address=server.address,
+                model=args.model,
+                clips=args.clips,
+                stream_seconds=plan.stream_seconds,
+                folder=folder,
+            )
+            after, cpu_after = scrape(server.metrics_url), _cpu_seconds(server.pid)
+            (folder / f"{phase.name}_metrics_after.txt").write_text(str(after))
+            cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+            result = read_raw(
+                folder / f"{phase.name}_requests.csv",
+                name=phase.name,
+                user_class=phase.user_class,
+                users=phase.users,
+                seconds=phase.seconds,
+                server=server_delta(before, after, cpu),
+            )
+            phases.append(result)
+            _say(_progress(result, ceiling.windows_per_s))
+            time.sleep(1)  # let the last calls of this phase drain before the next scrape
+
+    summary = Summary(
+        started_at=started_at,
+        profile=args.profile,
+        model=args.model,
+        clips=args.clips,
+        hop_ms=hop_ms,
+        server_settings=overrides,
+        cpu_count=os.cpu_count() or 0,
+        ceiling=ceiling,
+        phases=tuple(phases),
+    )
+    summary.write(folder / "summary.json")
+    gate_table, targets_table = write_report(summary, folder, gate, targets)
+    _say(f"\n{gate_table}\n\n{targets_table}\n\nreport: {folder / 'report.md'}")
+    passed = all(check.passed for check in evaluate(summary, gate))
+    return 0 if passed or not args.gate else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""The server under test: `python -m mozart_server` in its own process, and its /metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+HOST = "127.0.0.1"
+_READY = "serving"
+_NOT_READY = "no model version loaded; health stays NOT_SERVING"
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """Where the server listens."""
+
+    address: str
+    metrics_url: str
+    pid: int
+
+
+def scrape(metrics_url: str) -> dict[str, float]:
+    """Every sample on the /metrics page, summed over labels, keyed by sample name."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:  # noqa: S310 - our http URL
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+@contextmanager
+def server_process(
+    model_repository: Path,
+    settings: Mapping[str, str],
+    log_file: Path,
+    start_timeout_s: float = 180.0,
+) -> Iterator[RunningServer]:
+    """Starts the server on 127.0.0.1 with free ports, waits until it serves, stops it on exit.
+
+    Args:
+        model_repository: the model repository folder.
+        settings: extra server settings by name (`max_batch_size` -> `--max-batch-size`).
+        log_file: where the server's JSON log lines are written.
+        start_timeout_s: how long loading and warming the models may take.
+
+    Raises:
+        RuntimeError: the server exited or did not become ready in time.
+    """
+    flags = ["--host", HOST, "--port", "0", "--metrics-host", HOST, "--metrics-port", "0",
+             "--model-repository", str(model_repository)]  # fmt: skip
+    for name, value in settings.items():
+        flags += ["--" + name.replace("_", "-"), value]
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and flags, no shell
+        [sys.executable, "-m", "mozart_server", *flags],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ),
+    )
+    events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+
+    def copy_logs() -> None:
+        assert process.stderr is not None
+        with log_file.open("w") as log:
+            for line in process.stderr:
+                log.write(line)
+                log.flush()
+                try:
+                    events.put(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        events.put({"message": "exited"})
+
+    reader = threading.Thread(target=copy_logs, daemon=True)
+    reader.start()
+    try:
+        started: dict[str, Any] = {}
+        while True:
+            try:
+                entry = events.get(timeout=start_timeout_s)
+            except queue.Empty:
+                raise RuntimeError(f"the server did not become ready; see {log_file}") from None
+            if entry.get("message") == "server started":
+                started = entry
+            elif entry.get("message") == _READY:
+                break
+            elif entry.get("message") in (_NOT_READY, "exited", "cannot start"):
+                raise RuntimeError(f"the server did not start serving; see {log_file}")
+        yield RunningServer(
+            address=f"{HOST}:{started['grpc_port']}",
+            metrics_url=f"http://{HOST}:{started['metrics_port']}/metrics",
+            pid=process.pid,
+        )
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        reader.join(timeout=10)
