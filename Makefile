@@ -54,10 +54,20 @@ lint: $(STAMP) ## Static checks: ruff, ruff format, mypy.
 test: lint proto-check ## Static checks, proto drift, then the whole test suite.
 	$(VENV)/bin/pytest
 
+DEMO_VENV := .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed
+DEMO_ARGS ?=
+
+# The demo's own venv: proto, client and server only (no torch, no dev tools).
+$(DEMO_STAMP): constraints.txt proto/pyproject.toml clients/pyproject.toml server/pyproject.toml
+	test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c constraints.txt ./proto "./clients[audio-files]" ./server
+	touch $@
+
 .PHONY: demo
-demo: ## Start a server on the default model and stream real music through it.
-	@echo "make demo: the server is not built yet (see the serving-core issue)." >&2
-	@exit 1
+demo: $(DEMO_STAMP) ## Start a server on the default model and stream real music through it.
+	$(DEMO_VENV)/bin/python demo/run_demo.py $(DEMO_ARGS)
 
 MODEL_REPOSITORY ?= models
 SERVE_ARGS ?=
