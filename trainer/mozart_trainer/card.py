@@ -37,7 +37,8 @@ def write_model_card(
 ) -> None:
     """Writes the card: data and split, architecture and size, metrics and baseline, limits."""
     data = config.data
-    splits = [data.train_split, data.val_split, data.test_split, *data.extra_eval_splits]
+    slices = [r.split for r in evaluation.splits if r.split != data.test_split]
+    splits = [data.train_split, data.val_split, data.test_split, *slices]
     counts = {split: works_per_class(data.root, split, manifest.labels) for split in splits}
     split_rows = "\n".join(
         f"| {label} | " + " | ".join(str(counts[s][label]) for s in splits) + " |"
@@ -47,13 +48,12 @@ def write_model_card(
     recall_rows = "\n".join(
         f"| {label} | "
         + " | ".join(
-            f"{evaluation.split(s).per_class_recall[label]:.3f}"
-            for s in [data.test_split, *data.extra_eval_splits]
+            f"{evaluation.split(s).per_class_recall[label]:.3f}" for s in [data.test_split, *slices]
         )
         + " |"
         for label in manifest.labels
     )
-    slice_names = ", ".join(f"`{s}`" for s in data.extra_eval_splits) or "none"
+    slice_names = ", ".join(f"`{s}`" for s in slices) or "none"
     seconds = sum(row.seconds for row in history)
     front = manifest.front_end
     text = f"""# Model card: {manifest.name} version {manifest.version}
@@ -114,7 +114,7 @@ SNR, SpecAugment masks. Seed {config.seed}.
 
 Window accuracy is per 3-second window; work accuracy classifies each work by
 the mean of its windows' probabilities. The baseline is logistic regression on
-each window's mean log-mel vector, trained on the same training windows.
+each window's mean log-mel vector, fitted on the training split's windows.
 
 {accuracy_table(evaluation)}
 
@@ -127,8 +127,8 @@ instead of music falls apart on it.
 
 Per-class recall (windows):
 
-| label | {" | ".join([data.test_split, *data.extra_eval_splits])} |
-| --- | {" | ".join("---:" for _ in [data.test_split, *data.extra_eval_splits])} |
+| label | {" | ".join([data.test_split, *slices])} |
+| --- | {" | ".join("---:" for _ in [data.test_split, *slices])} |
 {recall_rows}
 
 Confusion matrices and the full report (including ECE) are logged to the

@@ -74,7 +74,13 @@ def window_starts(n_samples: int, window_samples: int, hop_samples: int) -> NDAr
 
 
 def list_labels(root: Path, split: str) -> list[str]:
-    """Label names (sorted folder names) of a split."""
+    """Label names in score order: the manifest's ``labels`` when it has them, else the
+    sorted folder names of a split."""
+    manifest = root / MANIFEST_NAME
+    if manifest.is_file():
+        labels = json.loads(manifest.read_text()).get("labels")
+        if isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels):
+            return list(labels)
     return sorted(p.name for p in (root / split).iterdir() if p.is_dir())
 
 

@@ -1,9 +1,11 @@
 """The audio CNN: waveform in, log-mel front end, a compact conv body, softmax or sigmoid head.
 
 The body is a slim CNN6-style stack (PANNs): four blocks of 3x3 conv, batch norm,
-ReLU and 2x2 average pooling, then mean+max pooling over time. It is sized for
-CPU training on two cores within the `make train` budget; the front end's STFT
-is a large share of its MACs, which is why the hop is 20 ms rather than 10 ms.
+ReLU and 2x2 average pooling, then mean+max pooling over time only, so the
+embedding still knows which of the remaining mel bands the energy is in (pitch
+and register carry much of a composer's style; pooling frequency away lost it).
+It is sized for CPU training on two cores within the `make train` budget; the
+front end's STFT is a large share of its MACs, which is why the hop is 20 ms.
 """
 
 from __future__ import annotations
@@ -61,9 +63,14 @@ class AudioCNN(nn.Module):
         self.blocks = nn.Sequential(
             *(ConvBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels))
         )
+        bands = front_end.n_mels
+        for _ in config.channels:
+            bands //= 2
+        if bands < 1:
+            raise ValueError(f"{len(config.channels)} pooling blocks leave no mel bands")
         self.embed = nn.Sequential(
             nn.Dropout(config.dropout),
-            nn.Linear(channels[-1], config.embedding_dim),
+            nn.Linear(channels[-1] * bands, config.embedding_dim),
             nn.ReLU(),
         )
         self.classifier = nn.Sequential(
@@ -72,9 +79,10 @@ class AudioCNN(nn.Module):
 
     def body(self, log_mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel ``[batch, 1, mels, frames]`` -> ``(logits, embedding)``."""
-        features = self.blocks(log_mel).mean(dim=2)  # pool over mel bands
-        pooled = features.mean(dim=2) + features.amax(dim=2)  # mean + max over time
-        embedding: torch.Tensor = self.embed(pooled)
+        features = self.blocks(log_mel)
+        # Pool over time only: where energy sits in frequency (pitch, register) matters.
+        pooled = features.mean(dim=3) + features.amax(dim=3)
+        embedding: torch.Tensor = self.embed(pooled.flatten(1))
         logits: torch.Tensor = self.classifier(embedding)
         return logits, embedding
 

@@ -212,7 +212,7 @@ def run_training(
         evaluation = evaluate_version(
             model_dir,
             data.root,
-            [data.test_split, *data.extra_eval_splits],
+            [data.test_split, *(s for s in data.extra_eval_splits if (data.root / s).is_dir())],
             baseline_train_split=data.train_split,
             out_dir=reports_dir,
             seed=config.seed,
