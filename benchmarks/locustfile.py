@@ -15,8 +15,7 @@ import functools
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -25,6 +24,7 @@ import numpy as np
 from locust import User, constant, events, task
 from locust.env import Environment
 
+from benchmarks.checks import ModelFacts, ResponseError, check_scores
 from benchmarks.clips import Clip, flac_bytes, load_clips, pcm_s16le, resample, segments
 from mozart_proto.inference import grpc_service_pb2 as v2
 from mozart_proto.inference import grpc_service_pb2_grpc as v2_grpc
@@ -36,7 +36,6 @@ from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 grpc_gevent.init_gevent()
 
 CHUNK_S = 0.1  # real-time streams send 100 ms of audio per message
-SCORE_SUM_TOLERANCE = 1e-3
 CLASSIFY_SEGMENTS = 32
 
 
@@ -51,34 +50,13 @@ def _add_arguments(parser: Any) -> None:
         help="clips: 3-10 s FLAC clips; single-window: one window of PCM (overhead runs)",
     )
     parser.add_argument("--stream-seconds", type=float, default=10.0, help="Length of a stream")
+    parser.add_argument(
+        "--stream-rate",
+        choices=("clip", "model"),
+        default="clip",
+        help="clip: stream at the clip's own rate (the server resamples); model: at the model's",
+    )
     parser.add_argument("--raw-csv", default="", help="Write every request to this CSV")
-
-
-class ResponseError(Exception):
-    """A response that arrived but is wrong."""
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What the checks need to know about the model."""
-
-    labels: int
-    multiclass: bool
-    sample_rate_hz: int
-    window_samples: int
-
-
-def check_scores(scores: Sequence[float], facts: ModelFacts) -> None:
-    """Raises ResponseError when scores have the wrong length, hold NaN or do not sum to 1."""
-    if len(scores) != facts.labels:
-        raise ResponseError(f"{len(scores)} scores for {facts.labels} labels")
-    values = np.asarray(scores, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise ResponseError("a score is NaN or infinite")
-    if facts.multiclass and abs(values.sum() - 1.0) > SCORE_SUM_TOLERANCE:
-        raise ResponseError(f"multiclass scores sum to {values.sum():.6f}, not 1")
-    if not facts.multiclass and (values.min() < 0 or values.max() > 1):
-        raise ResponseError("a multilabel score lies outside [0, 1]")
 
 
 @functools.cache
@@ -240,6 +218,9 @@ class StreamUser(GrpcUser):
         """One stream of --stream-seconds of a real clip, at real-time pace."""
         seconds = self.options.stream_seconds
         clip = random.choice(_stream_clips(self.options.clips, seconds))
+        if self.options.stream_rate == "model":
+            rate = self.facts.sample_rate_hz
+            clip = Clip(clip.name, resample(clip, rate), rate)
         chunk_samples = round(clip.sample_rate_hz * CHUNK_S)
         pcm = pcm_s16le(clip.samples)
         sent_at: list[float] = []

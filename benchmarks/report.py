@@ -40,7 +40,7 @@ def plot(summary: Summary, folder: Path) -> None:
     sweeps = [
         (summary.phases_of("UnaryUser", "users-"), "concurrent Classify users", "Classify"),
         (summary.phases_of("V2User"), "concurrent ModelInfer users", "Triton v2 ModelInfer"),
-        (summary.phases_of("StreamUser"), "real-time streams", "stream window latency"),
+        (summary.phases_of("StreamUser", "streams-"), "real-time streams", "stream window latency"),
     ]
     sweeps = [sweep for sweep in sweeps if sweep[0]]
     figure, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 4), squeeze=False)
@@ -54,7 +54,7 @@ def plot(summary: Summary, folder: Path) -> None:
     for phases, label in (
         (summary.phases_of("UnaryUser", "users-"), "Classify"),
         (summary.phases_of("V2User"), "ModelInfer"),
-        (summary.phases_of("StreamUser"), "streams"),
+        (summary.phases_of("StreamUser", "streams-"), "streams"),
     ):
         if phases:
             fractions = [phase.windows_per_s / summary.ceiling.windows_per_s for phase in phases]

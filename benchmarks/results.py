@@ -144,12 +144,12 @@ class Summary:
     ceiling: Ceiling
     phases: tuple[PhaseResult, ...]
 
-    def phases_of(self, user_class: str, unary_mode: str = "") -> list[PhaseResult]:
-        """The phases run with one user class (and for UnaryUser, one prefix of name)."""
+    def phases_of(self, user_class: str, prefix: str = "") -> list[PhaseResult]:
+        """The phases run with one user class whose names start with `prefix`."""
         return [
             phase
             for phase in self.phases
-            if phase.user_class == user_class and phase.name.startswith(unary_mode)
+            if phase.user_class == user_class and phase.name.startswith(prefix)
         ]
 
     @property
@@ -189,7 +189,7 @@ class Summary:
 
     def stream_p99_ms(self, streams: int) -> float:
         """p99 window latency of the run with `streams` real-time streams (inf if not run)."""
-        for phase in self.phases_of("StreamUser"):
+        for phase in self.phases_of("StreamUser", "streams-"):
             if phase.users == streams:
                 return phase.latency.p99_ms
         return float("inf")
@@ -199,7 +199,7 @@ class Summary:
         return max(
             (
                 phase.users
-                for phase in self.phases_of("StreamUser")
+                for phase in self.phases_of("StreamUser", "streams-")
                 if phase.failures == 0 and phase.latency.p99_ms <= p99_limit_ms
             ),
             default=0,

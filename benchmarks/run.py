@@ -43,6 +43,7 @@ class Phase:
     users: int
     seconds: int
     unary_mode: str = "clips"
+    stream_rate: str = "clip"
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,21 @@ class Profile:
 
 
 def profile(name: str, gate_streams: int, target_streams: Sequence[int]) -> Profile:
-    """The quick profile (the gate, under two minutes) or the full one (`make bench`)."""
+    """The quick profile (the gate, under two minutes), the full one (`make bench`) or smoke.
+
+    smoke (tests only) measures just enough to exercise every part in about 30 seconds.
+    """
+    if name == "smoke":
+        return Profile(
+            ceiling_seconds_per_batch=0.2,
+            stream_seconds=4.0,
+            phases=(
+                Phase("overhead", "UnaryUser", 1, 6, "single-window"),
+                Phase("users-4", "UnaryUser", 4, 5),
+                Phase("streams-2", "StreamUser", 2, 6),
+                Phase("v2-2", "V2User", 2, 3),
+            ),
+        )
     if name == "quick":
         return Profile(
             ceiling_seconds_per_batch=1.0,
@@ -71,10 +86,21 @@ def profile(name: str, gate_streams: int, target_streams: Sequence[int]) -> Prof
     v2 = [Phase(f"v2-{n}", "V2User", n, 15) for n in (1, 8, 32)]
     counts = sorted({gate_streams, *target_streams})
     streams = [Phase(f"streams-{n}", "StreamUser", n, 32) for n in counts]
+    # The same load sent at the model's own rate: the server resamples nothing.
+    at_model_rate = Phase(
+        f"model-rate-streams-{target_streams[0]}", "StreamUser", target_streams[0], 32,
+        stream_rate="model",
+    )  # fmt: skip
     return Profile(
         ceiling_seconds_per_batch=3.0,
         stream_seconds=15.0,
-        phases=(Phase("overhead", "UnaryUser", 1, 30, "single-window"), *sweep, *v2, *streams),
+        phases=(
+            Phase("overhead", "UnaryUser", 1, 30, "single-window"),
+            *sweep,
+            *v2,
+            *streams,
+            at_model_rate,
+        ),
     )
 
 
@@ -103,7 +129,7 @@ def run_phase(
         "-u", str(phase.users), "-r", str(phase.users), "-t", f"{phase.seconds}s",
         "--host", address, "--csv", str(folder / phase.name),
         "--model", model, "--clips", clips, "--unary-mode", phase.unary_mode,
-        "--stream-seconds", str(stream_seconds),
+        "--stream-seconds", str(stream_seconds), "--stream-rate", phase.stream_rate,
         "--raw-csv", str(folder / f"{phase.name}_requests.csv"),
     ]  # fmt: skip
     paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
@@ -141,7 +167,7 @@ def _progress(phase: PhaseResult, ceiling_windows_per_s: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the benchmark; with --gate, exits 1 when a gate threshold fails."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
-    parser.add_argument("--profile", choices=("quick", "full"), default="full")
+    parser.add_argument("--profile", choices=("quick", "full", "smoke"), default="full")
     parser.add_argument("--model-repository", type=Path, default=Path("models"))
     parser.add_argument("--model", default="composer-cnn")
     parser.add_argument("--clips", default=DEFAULT_CLIPS, help="glob of real audio clips")
