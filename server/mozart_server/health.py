@@ -9,6 +9,9 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 
 OVERALL = ""
+# Answers SERVING while the process runs, before models load too: Kubernetes'
+# liveness probe asks for it, so slow loading or draining never gets a pod killed.
+LIVENESS = "liveness"
 
 
 class ServingState:
@@ -22,6 +25,7 @@ class ServingState:
 
     async def set_not_serving(self) -> None:
         """Reports NOT_SERVING for the server and every service (before models are ready)."""
+        await self.health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         for name in self._service_names:
             await self.health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 

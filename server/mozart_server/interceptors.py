@@ -54,6 +54,14 @@ def current_request_id() -> str:
     return request_id_var.get() or ""
 
 
+# The v2 protocol's own probes answer while models load or the server drains, as
+# Triton's do: live=true, ready=false. Refusing them would read as "dead".
+PROBE_METHODS = frozenset(
+    f"/inference.GRPCInferenceService/{name}"
+    for name in ("ServerLive", "ServerReady", "ModelReady")
+)
+
+
 class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Wraps the handlers of the guarded services; health and reflection pass through."""
 
@@ -90,7 +98,7 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         for attribute, make_handler in kinds:
             behavior = getattr(handler, attribute)
             if behavior is not None:
-                wrapped = self._wrap(short_method, metadata, behavior)
+                wrapped = self._wrap(short_method, metadata, behavior, method in PROBE_METHODS)
                 return make_handler(
                     wrapped,
                     request_deserializer=handler.request_deserializer,
@@ -98,11 +106,11 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 )
         return handler
 
-    def _wrap(self, method: str, metadata: Any, behavior: Any) -> Any:
+    def _wrap(self, method: str, metadata: Any, behavior: Any, is_probe: bool) -> Any:
         if inspect.isasyncgenfunction(behavior):
 
             async def generator(request: Any, context: Context) -> AsyncIterator[Any]:
-                call = _Call(self, method, metadata, context)
+                call = _Call(self, method, metadata, context, is_probe)
                 try:
                     call.admit()
                     async for response in behavior(request, context):
@@ -115,7 +123,7 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return generator
 
         async def unary(request: Any, context: Context) -> Any:
-            call = _Call(self, method, metadata, context)
+            call = _Call(self, method, metadata, context, is_probe)
             try:
                 call.admit()
                 return await behavior(request, context)
@@ -136,8 +144,10 @@ class _Call:
         method: str,
         metadata: Any,
         context: Context,
+        is_probe: bool,
     ) -> None:
         self._interceptor = interceptor
+        self._is_probe = is_probe
         self._method = method
         self._metadata = metadata
         self._context = context
@@ -150,10 +160,13 @@ class _Call:
         call_labels_var.set(self._labels)
 
     def admit(self) -> None:
-        if self._interceptor._state.draining.is_set():
-            raise UnavailableError("the server is draining for shutdown; retry on another replica")
-        if not self._interceptor._state.ready:
-            raise UnavailableError("the server is not ready yet (models are loading)")
+        if not self._is_probe:
+            if self._interceptor._state.draining.is_set():
+                raise UnavailableError(
+                    "the server is draining for shutdown; retry on another replica"
+                )
+            if not self._interceptor._state.ready:
+                raise UnavailableError("the server is not ready yet (models are loading)")
         token = self._interceptor._auth_token
         if token is not None:
             check_bearer_token(self._metadata, token)
