@@ -1,0 +1,148 @@
+"""The embedded corpus: deterministic builds, the cache, splits by work, the timbre slice."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import soundfile
+from music21 import bar, meter, note, stream
+
+from mozart_proto.cli import main
+from mozart_trainer.data import load_manifest
+from mozart_trainer.data.corpus import build_corpus
+from mozart_trainer.data.corpus_config import GM_PALETTE, SMOKE_CONFIG, CorpusConfig
+from mozart_trainer.data.render import read_performance, score_to_midi
+from mozart_trainer.data.sources import list_works
+from mozart_trainer.data.validate import validate_dataset
+
+
+def test_smoke_build_twice_gives_the_same_digest(smoke_corpus: Path, tmp_path: Path) -> None:
+    first = load_manifest(smoke_corpus)
+    # A second, uncached build into another folder renders everything again.
+    again = build_corpus(SMOKE_CONFIG, tmp_path / "again", progress=False)
+    assert not again.cached
+    assert again.manifest.dataset_digest == first.dataset_digest
+    assert [e.sha256 for e in again.manifest.entries] == [e.sha256 for e in first.entries]
+
+
+def test_rebuild_of_the_same_config_is_served_from_the_cache(smoke_corpus: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in smoke_corpus.rglob("*.flac")}
+    started = time.monotonic()
+    result = build_corpus(SMOKE_CONFIG, smoke_corpus, progress=False)
+    assert result.cached
+    assert result.manifest.dataset_digest == load_manifest(smoke_corpus).dataset_digest
+    assert {p: p.stat().st_mtime_ns for p in smoke_corpus.rglob("*.flac")} == before
+    assert time.monotonic() - started < 60  # a cache hit only hashes files
+
+
+def test_a_different_config_refuses_an_occupied_folder(smoke_corpus: Path, capsys) -> None:
+    code = main(
+        [
+            "data",
+            "build-corpus",
+            "--smoke",
+            "--seed",
+            "7",
+            "--no-progress",
+            "--out",
+            str(smoke_corpus),
+        ]
+    )
+    assert code == 1
+    assert "not a build of this configuration" in capsys.readouterr().err
+
+
+def test_files_are_16k_mono_flac_in_the_documented_layout(smoke_corpus: Path) -> None:
+    manifest = load_manifest(smoke_corpus)
+    assert manifest.labels == SMOKE_CONFIG.classes
+    assert manifest.entries
+    for entry in manifest.entries:
+        split, label, name = entry.path.split("/")
+        assert (split, label) == (entry.split, entry.label)
+        assert name.startswith(entry.group)
+        assert name.endswith(".flac")
+        info = soundfile.info(str(smoke_corpus / entry.path))
+        assert (info.samplerate, info.channels, info.format) == (16_000, 1, "FLAC")
+        assert abs(info.frames / info.samplerate - SMOKE_CONFIG.segment_s) < 1e-3
+    assert set(manifest.class_counts("train").values()) != {0}
+
+
+def test_no_work_appears_in_two_splits(smoke_corpus: Path) -> None:
+    manifest = load_manifest(smoke_corpus)
+    works: dict[str, set[str]] = {}
+    for entry in manifest.entries:
+        works.setdefault(entry.split, set()).add(entry.group)
+    assert not works["train"] & works["val"]
+    assert not works["train"] & works["test"]
+    assert not works["val"] & works["test"]
+    # The timbre slice replays test works only, with other instruments.
+    assert works["test_timbre"] <= works["test"]
+
+
+def test_timbre_slice_uses_only_instruments_its_class_never_trained_on(
+    smoke_corpus: Path,
+) -> None:
+    report = json.loads((smoke_corpus / "build-report.json").read_text())
+    held_out = {
+        label: {GM_PALETTE[p] for p in programs}
+        for label, programs in SMOKE_CONFIG.held_out_programs().items()
+    }
+    assert report["works"], "no work was rendered"
+    for work in report["works"].values():
+        unseen = held_out[work["label"]]
+        for split, instruments in work["instruments"].items():
+            if split == "test_timbre":
+                assert set(instruments) <= unseen
+            else:
+                assert not set(instruments) & unseen
+
+
+def test_failures_are_reported_not_fatal(smoke_corpus: Path) -> None:
+    report = json.loads((smoke_corpus / "build-report.json").read_text())
+    assert report["works_rendered"] + report["works_failed"] == 6 * SMOKE_CONFIG.works_per_class
+    assert all(f["reason"] for f in report["failures"])
+
+
+def test_validate_reports_zero_errors_on_the_corpus(smoke_corpus: Path) -> None:
+    report = validate_dataset(smoke_corpus)
+    errors = [i for i in report.issues if i.severity == "error"]
+    assert errors == []
+    assert report.passed
+    assert report.files_checked == len(load_manifest(smoke_corpus).entries)
+
+
+def test_badly_formed_repeats_are_stripped_and_retried() -> None:
+    part = stream.Part()
+    for number in range(1, 5):
+        measure = stream.Measure(number=number)
+        if number == 1:
+            measure.insert(0, meter.TimeSignature("4/4"))
+        measure.append(note.Note(60 + number, quarterLength=4))
+        part.append(measure)
+    measures = list(part.getElementsByClass(stream.Measure))
+    # An end repeat followed by a start repeat that never closes: music21 cannot expand it.
+    measures[1].rightBarline = bar.Repeat(direction="end")
+    measures[2].leftBarline = bar.Repeat(direction="start")
+    score = stream.Score()
+    score.insert(0, part)
+    midi, stripped = score_to_midi(score)
+    performance = read_performance(midi, repeats_stripped=stripped)
+    assert stripped
+    assert len([e for e in performance.events if e.velocity > 0]) == 4  # played straight through
+
+
+def test_duplicate_editions_and_whole_quartet_files_are_not_works() -> None:
+    beethoven = list_works("beethoven")
+    assert all("movement" in work.corpus_path for work in beethoven)
+    assert len({w.work_id for w in beethoven}) == len(beethoven) == 16
+    monteverdi = list_works("monteverdi")
+    assert not any("_old" in w.corpus_path or w.corpus_path.endswith(".rntxt") for w in monteverdi)
+    assert len(list_works("mozart")) == 16
+
+
+def test_held_out_programs_partition_the_default_palette() -> None:
+    held = CorpusConfig().held_out_programs()
+    flat = [program for programs in held.values() for program in programs]
+    assert sorted(flat) == sorted(GM_PALETTE)
