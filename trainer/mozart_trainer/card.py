@@ -12,8 +12,8 @@ from mozart_trainer.manifest import ModelManifest
 from mozart_trainer.training import EpochSummary
 
 
-def works_per_class(root: Path, split: str, labels: Sequence[str]) -> dict[str, int]:
-    """Number of audio files (works) per label in a split folder."""
+def files_per_class(root: Path, split: str, labels: Sequence[str]) -> dict[str, int]:
+    """Number of audio files per label in a split folder."""
     return {
         label: sum(
             1 for p in (root / split / label).glob("*") if p.suffix.lower() in AUDIO_SUFFIXES
@@ -39,12 +39,13 @@ def write_model_card(
     data = config.data
     slices = [r.split for r in evaluation.splits if r.split != data.test_split]
     splits = [data.train_split, data.val_split, data.test_split, *slices]
-    counts = {split: works_per_class(data.root, split, manifest.labels) for split in splits}
+    counts = {split: files_per_class(data.root, split, manifest.labels) for split in splits}
     split_rows = "\n".join(
         f"| {label} | " + " | ".join(str(counts[s][label]) for s in splits) + " |"
         for label in manifest.labels
     )
     test = evaluation.split(data.test_split)
+    work_counts = ", ".join(f"{r.split} {r.n_works}" for r in evaluation.splits)
     recall_rows = "\n".join(
         f"| {label} | "
         + " | ".join(
@@ -89,9 +90,10 @@ over time, a {config.model.embedding_dim}-d embedding and a linear head.
 
 ## Data and split
 
-Dataset `{data.root.name}`, digest `{manifest.provenance.dataset_digest}`. Works
-(pieces or movements) per class and split; a work never appears in two splits,
-and windows are cut after the split:
+Dataset `{data.root.name}`, digest `{manifest.provenance.dataset_digest}`.
+Audio files (excerpts of works) per class and split. The split is by work: all
+excerpts of a movement or tune stay in one split, and windows are cut after the
+split. Evaluation works: {work_counts}.
 
 | label | {" | ".join(splits)} |
 | --- | {" | ".join("---:" for _ in splits)} |
@@ -112,9 +114,10 @@ SNR, SpecAugment masks. Seed {config.seed}.
 
 ## Results
 
-Window accuracy is per 3-second window; work accuracy classifies each work by
-the mean of its windows' probabilities. The baseline is logistic regression on
-each window's mean log-mel vector, fitted on the training split's windows.
+Window accuracy is per 3-second window (hop {manifest.default_hop_ms} ms); work
+accuracy classifies each work by the mean of all its windows' probabilities.
+The baseline is logistic regression on each window's mean log-mel vector,
+fitted on the training split's windows.
 
 {accuracy_table(evaluation)}
 

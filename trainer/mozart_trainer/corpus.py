@@ -27,10 +27,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Split:
-    """The works of one split, decoded, and the windows cut from them."""
+    """The files of one split, decoded, and the windows cut from them.
+
+    ``works`` names each file; ``groups`` names the work it was cut from (the
+    manifest's ``group``: several excerpts of one movement share it), which is
+    what work-level accuracy aggregates over.
+    """
 
     name: str
     works: tuple[str, ...]
+    groups: tuple[str, ...]
     waveforms: tuple[NDArray[np.float32], ...]
     work_labels: NDArray[np.int64]
     window_work: NDArray[np.int64]
@@ -99,7 +105,9 @@ def load_split(
     hop_samples: int,
 ) -> Split:
     """Decodes every work of a split and indexes its windows."""
+    group_of = _manifest_groups(root)
     works: list[str] = []
+    groups: list[str] = []
     waveforms: list[NDArray[np.float32]] = []
     work_labels: list[int] = []
     window_work: list[NDArray[np.int64]] = []
@@ -116,6 +124,7 @@ def load_split(
             window_work.append(np.full(len(starts), len(works), dtype=np.int64))
             window_start.append(starts)
             works.append(f"{label}/{path.stem}")
+            groups.append(group_of.get(path.relative_to(root).as_posix(), works[-1]))
             waveforms.append(audio)
             work_labels.append(label_index)
     if not works:
@@ -126,11 +135,27 @@ def load_split(
     return Split(
         name=split,
         works=tuple(works),
+        groups=tuple(groups),
         waveforms=tuple(waveforms),
         work_labels=np.asarray(work_labels, dtype=np.int64),
         window_work=np.concatenate(window_work),
         window_start=np.concatenate(window_start),
     )
+
+
+def _manifest_groups(root: Path) -> dict[str, str]:
+    """File path -> work group, from the manifest's entries when it lists them."""
+    manifest = root / MANIFEST_NAME
+    if not manifest.is_file():
+        return {}
+    entries = json.loads(manifest.read_text()).get("entries")
+    if not isinstance(entries, list):
+        return {}
+    return {
+        str(entry["path"]): str(entry["group"])
+        for entry in entries
+        if isinstance(entry, dict) and "path" in entry and "group" in entry
+    }
 
 
 def dataset_digest(root: Path) -> str:

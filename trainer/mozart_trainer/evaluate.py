@@ -100,11 +100,17 @@ def expected_calibration_error(probs: FloatArray, labels: NDArray[np.int64]) -> 
 
 
 def work_accuracy(probs: FloatArray, split: Split) -> float:
-    """Accuracy of works classified by the mean of their windows' probabilities."""
-    n_works = len(split.works)
-    sums = np.zeros((n_works, probs.shape[1]))
-    np.add.at(sums, split.window_work, probs)
-    return float((sums.argmax(axis=1) == split.work_labels).mean())
+    """Accuracy of works classified by the mean of all their windows' probabilities.
+
+    A work is the manifest's group (all excerpts of one movement or tune).
+    """
+    names, file_group = np.unique(np.asarray(split.groups), return_inverse=True)
+    window_group = file_group[split.window_work]
+    sums = np.zeros((len(names), probs.shape[1]))
+    np.add.at(sums, window_group, probs)
+    group_labels = np.zeros(len(names), dtype=np.int64)
+    group_labels[file_group] = split.work_labels
+    return float((sums.argmax(axis=1) == group_labels).mean())
 
 
 def report_split(probs: FloatArray, split: Split, labels: list[str]) -> SplitReport:
@@ -116,7 +122,7 @@ def report_split(probs: FloatArray, split: Split, labels: list[str]) -> SplitRep
     recall = recall_score(truth, predicted, labels=indices, average=None, zero_division=0)
     return SplitReport(
         split=split.name,
-        n_works=len(split.works),
+        n_works=len(set(split.groups)),
         n_windows=split.n_windows,
         window_accuracy=metrics.accuracy,
         window_macro_f1=metrics.macro_f1,

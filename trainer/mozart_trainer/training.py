@@ -113,6 +113,7 @@ def draw_starts(
     return Split(
         name=split.name,
         works=split.works,
+        groups=split.groups,
         waveforms=split.waveforms,
         work_labels=split.work_labels,
         window_work=split.window_work,
