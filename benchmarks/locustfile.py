@@ -213,6 +213,11 @@ class StreamUser(GrpcUser):
     to receiving its result, and is recorded as request type `window`.
     """
 
+    def on_start(self) -> None:
+        """Waits a random part of a window first, so streams do not all cut windows at once."""
+        super().on_start()
+        time.sleep(random.uniform(0, self.facts.window_samples / self.facts.sample_rate_hz))
+
     @task
     def stream(self) -> None:
         """One stream of --stream-seconds of a real clip, at real-time pace."""

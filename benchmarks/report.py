@@ -74,8 +74,8 @@ def plot(summary: Summary, folder: Path) -> None:
 def _phase_table(summary: Summary) -> list[str]:
     lines = [
         "| phase | users | requests | failures | windows/s | / ceiling | median ms | p90 ms "
-        "| p99 ms | mean batch | mean queue ms | server CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| p99 ms | mean batch | mean queue ms | mean compute ms | server RPC ms | server CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for phase in summary.phases:
         cpu = "n/a" if phase.server.cpu_s is None else f"{phase.server.cpu_s:.1f}"
@@ -85,7 +85,8 @@ def _phase_table(summary: Summary) -> list[str]:
             f"{phase.windows_per_s / summary.ceiling.windows_per_s:.3f} | "
             f"{phase.latency.median_ms:.2f} | {phase.latency.p90_ms:.2f} | "
             f"{phase.latency.p99_ms:.2f} | {phase.server.mean_batch_size:.2f} | "
-            f"{phase.server.mean_queue_ms:.2f} | {cpu} |"
+            f"{phase.server.mean_queue_ms:.2f} | {phase.server.mean_compute_ms:.2f} | "
+            f"{phase.server.mean_request_ms:.2f} | {cpu} |"
         )
     return lines
 

@@ -50,6 +50,7 @@ class ServerDelta:
     mean_batch_size: float
     mean_queue_ms: float
     mean_compute_ms: float
+    mean_request_ms: float  # server-side RPC time (mozart_request_duration_seconds)
     cpu_s: float | None  # user + system CPU seconds of the server process
 
 
@@ -64,6 +65,7 @@ def server_delta(
     batches = delta("mozart_batch_size_count")
     windows = delta("mozart_batch_size_sum")
     queued = delta("mozart_queue_duration_seconds_count")
+    rpcs = delta("mozart_request_duration_seconds_count")
     return ServerDelta(
         windows_computed=windows,
         batches=batches,
@@ -71,6 +73,9 @@ def server_delta(
         mean_queue_ms=1000 * delta("mozart_queue_duration_seconds_sum") / queued if queued else 0.0,
         mean_compute_ms=(
             1000 * delta("mozart_compute_duration_seconds_sum") / batches if batches else 0.0
+        ),
+        mean_request_ms=(
+            1000 * delta("mozart_request_duration_seconds_sum") / rpcs if rpcs else 0.0
         ),
         cpu_s=cpu_s,
     )

@@ -18,7 +18,7 @@ THRESHOLDS = Thresholds(
     streams=4,
     max_stream_p99_ms=100.0,
 )
-SERVER = ServerDelta(1000, 100, 10.0, 1.0, 20.0, 5.0)
+SERVER = ServerDelta(1000, 100, 10.0, 1.0, 20.0, 25.0, 5.0)
 
 
 def _phase(name: str, user_class: str, users: int, windows_per_s: float, median_ms: float,
