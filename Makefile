@@ -74,3 +74,15 @@ SERVE_ARGS ?=
 .PHONY: serve
 serve: $(STAMP) ## Start the gRPC server on $(MODEL_REPOSITORY) (more flags: SERVE_ARGS="--port 9001").
 	$(PY) -m mozart_server --model-repository $(MODEL_REPOSITORY) $(SERVE_ARGS)
+
+BENCH_CLIPS ?= demo/clips/*.flac
+BENCH_ARGS ?=
+.PHONY: bench
+bench: $(STAMP) ## Load benchmark vs the in-process ceiling; report in benchmarks/results/<time>/.
+	$(PY) -m benchmarks.run --profile full --model-repository $(MODEL_REPOSITORY) \
+		--clips '$(BENCH_CLIPS)' $(BENCH_ARGS)
+
+.PHONY: bench-gate
+bench-gate: $(STAMP) ## Short gated load benchmark (under 2 minutes); fails on a regression.
+	$(PY) -m benchmarks.run --profile quick --gate --model-repository $(MODEL_REPOSITORY) \
+		--clips '$(BENCH_CLIPS)' $(BENCH_ARGS)
