@@ -26,6 +26,7 @@ from benchmarks.gate import GATES_FILE, evaluate, load_thresholds
 from benchmarks.report import write_report
 from benchmarks.results import PhaseResult, Summary, read_raw, server_delta
 from benchmarks.server_process import scrape, server_process
+from mozart_server.errors import ModelLoadError
 from mozart_server.repository import read_manifest
 from mozart_server.settings import ServerSettings
 
@@ -187,7 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = ServerSettings(model_repository=args.model_repository, **overrides)
     gate, targets = load_thresholds(args.gates, "gate"), load_thresholds(args.gates, "targets")
     plan = profile(args.profile, gate.streams, (targets.streams, 2 * targets.streams))
-    clips = load_clips(args.clips)
+    try:
+        clips = load_clips(args.clips)
+        hop_ms = read_manifest(find_version(settings, args.model)).default_hop_ms
+    except (FileNotFoundError, LookupError, ModelLoadError) as missing:
+        print(f"benchmark: {missing}", file=sys.stderr)
+        return 2
     started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = args.out / started_at
     folder.mkdir(parents=True)
@@ -198,8 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings, args.model, seconds_per_batch=plan.ceiling_seconds_per_batch
     )
     _say(format_ceiling(ceiling))
-    hop_ms = read_manifest(find_version(settings, args.model)).default_hop_ms
-
     phases: list[PhaseResult] = []
     _say("[server] starting")
     with server_process(args.model_repository, overrides, folder / "server.log") as server:
