@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -72,8 +73,12 @@ def configure(tracking_uri: str | None, experiment: str) -> str:
 
 def log_dataset(digest: str, root: Path, name: str) -> None:
     """Logs the dataset as the active run's input, identified by its content digest."""
+    with warnings.catch_warnings():
+        # A file URI matches MLflow's local-artifact source twice over; it warns and picks it.
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(root.resolve().as_uri())
     dataset = MetaDataset(  # type: ignore[abstract]  # MLflow's own docs build it like this
-        source=resolve_dataset_source(root.resolve().as_uri()),
+        source=source,
         name=name,
         digest=digest[:MLFLOW_DIGEST_CHARS],
     )
