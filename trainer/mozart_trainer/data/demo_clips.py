@@ -76,7 +76,7 @@ drawn from the corpus palette (see docs/data.md). `make demo` streams them.
 Regenerate (from the repository root):
 
 ```bash
-mozart data build-corpus          # the default corpus, cached under data/corpus/
+mozart data build-corpus          # prints the corpus root, data/corpus/<config digest>
 mozart data demo-clips data/corpus/<digest> --out demo/clips
 ```
 """
