@@ -6,13 +6,16 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+import pytest
 import soundfile
-from music21 import bar, meter, note, stream
+from music21 import bar, corpus, meter, note, stream
 
 from mozart_proto.cli import main
-from mozart_trainer.data import load_manifest
+from mozart_trainer.data import iter_split, load_manifest
 from mozart_trainer.data.corpus import build_corpus
 from mozart_trainer.data.corpus_config import GM_PALETTE, SMOKE_CONFIG, CorpusConfig
+from mozart_trainer.data.demo_clips import write_demo_clips
 from mozart_trainer.data.render import read_performance, score_to_midi
 from mozart_trainer.data.sources import list_works
 from mozart_trainer.data.validate import validate_dataset
@@ -146,3 +149,38 @@ def test_held_out_programs_partition_the_default_palette() -> None:
     held = CorpusConfig().held_out_programs()
     flat = [program for programs in held.values() for program in programs]
     assert sorted(flat) == sorted(GM_PALETTE)
+
+
+@pytest.mark.slow
+def test_mozart_k458_movement_1_renders_after_stripping_its_repeats() -> None:
+    score = corpus.parse("mozart/k458/movement1.mxl")
+    midi, stripped = score_to_midi(score)
+    performance = read_performance(midi, repeats_stripped=stripped)
+    assert stripped  # music21 raises ExpanderException: badly formed repeats
+    assert performance.duration_s > 60
+
+
+def test_the_trainer_api_decodes_a_split_at_any_rate(smoke_corpus: Path) -> None:
+    manifest = load_manifest(smoke_corpus)
+    decoded = list(iter_split(smoke_corpus, manifest, "val", 22_050))
+    assert [entry for entry, _ in decoded] == list(manifest.split("val"))
+    for entry, audio in decoded:
+        assert audio.dtype == np.float32
+        assert audio.ndim == 1
+        assert len(audio) == round(entry.duration_s * 22_050)
+
+
+def test_demo_clips_come_from_test_works_of_different_composers(
+    smoke_corpus: Path, tmp_path: Path
+) -> None:
+    clips = write_demo_clips(smoke_corpus, tmp_path / "clips")
+    manifest = load_manifest(smoke_corpus)
+    test_works = {entry.group for entry in manifest.split("test")}
+    assert len({clip.label for clip in clips}) == len(clips) >= 4
+    for clip in clips:
+        assert clip.work in test_works
+        info = soundfile.info(str(tmp_path / "clips" / clip.file))
+        assert (info.samplerate, info.channels) == (16_000, 1)
+        assert info.frames <= 6 * 16_000
+    readme = (tmp_path / "clips" / "README.md").read_text()
+    assert all(clip.file in readme for clip in clips)
