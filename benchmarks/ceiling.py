@@ -149,6 +149,33 @@ def measure_ceiling(
     )
 
 
+def combine(first: Ceiling, second: Ceiling) -> Ceiling:
+    """Averages two measurements of the same model (before and after the load phases).
+
+    The machine's load drifts during a run; the mean of both ends is a fairer reference for
+    the phases in between than either end alone.
+    """
+    batches = tuple(
+        BatchMeasurement(
+            batch_size=a.batch_size,
+            windows_per_s=(a.windows_per_s + b.windows_per_s) / 2,
+            median_ms=(a.median_ms + b.median_ms) / 2,
+            p99_ms=max(a.p99_ms, b.p99_ms),
+            runs=a.runs + b.runs,
+        )
+        for a, b in zip(first.batches, second.batches, strict=True)
+    )
+    return Ceiling(
+        model=first.model,
+        version=first.version,
+        window_samples=first.window_samples,
+        sample_rate_hz=first.sample_rate_hz,
+        instances=first.instances,
+        intra_op_threads=first.intra_op_threads,
+        batches=batches,
+    )
+
+
 def format_ceiling(ceiling: Ceiling) -> str:
     """A plain-text table of the measurement."""
     lines = [

@@ -146,8 +146,10 @@ class Summary:
     hop_ms: int
     server_settings: dict[str, str]
     cpu_count: int
-    ceiling: Ceiling
+    ceiling: Ceiling  # the mean of the measurements before and after the phases
     phases: tuple[PhaseResult, ...]
+    ceiling_before_windows_per_s: float = 0.0
+    ceiling_after_windows_per_s: float = 0.0
 
     def phases_of(self, user_class: str, prefix: str = "") -> list[PhaseResult]:
         """The phases run with one user class whose names start with `prefix`."""
