@@ -8,6 +8,7 @@ a few seconds per phase, enough to exercise every part, not to measure.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,14 +65,18 @@ def test_a_run_writes_every_artifact_and_passes_the_overhead_gate(
     assert phases["users-4"]["server"]["windows_computed"] > 0
     assert summary["derived"]["ceiling_windows_per_s"] > 0
     assert "[1/4] overhead" in output
-    assert "median overhead over batch-1 compute, concurrency 1  <= 15 ms      pass" in output
+    assert re.search(
+        r"median overhead over batch-1 compute, concurrency 1 +<= [\d.]+ ms +pass", output
+    )
 
 
 def test_a_deliberately_slowed_server_fails_the_gate(
     bench_inputs: tuple[Path, str], tmp_path: Path
 ) -> None:
     folder, output = _run(bench_inputs, tmp_path, *SLOWED)
-    assert "median overhead over batch-1 compute, concurrency 1  <= 15 ms      FAIL" in output
+    assert re.search(
+        r"median overhead over batch-1 compute, concurrency 1 +<= [\d.]+ ms +FAIL", output
+    )
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["derived"]["median_overhead_ms"] >= 40
     assert gate_main([str(folder / "summary.json")]) == 1
