@@ -86,3 +86,12 @@ bench: $(STAMP) ## Load benchmark vs the in-process ceiling; report in benchmark
 bench-gate: $(STAMP) ## Short gated load benchmark (under 2 minutes); fails on a regression.
 	$(PY) -m benchmarks.run --profile quick --gate --model-repository $(MODEL_REPOSITORY) \
 		--clips '$(BENCH_CLIPS)' $(BENCH_ARGS)
+
+TRAIN_CONFIG ?= trainer/configs/default.yaml
+TRAIN_ARGS ?=
+.PHONY: train
+train: $(STAMP) ## Build (or reuse) the default corpus, train, evaluate and publish models/composer-cnn/1.
+	start=$$SECONDS; \
+	$(VENV)/bin/mozart data build-corpus --out data/corpus/default --no-progress; \
+	$(VENV)/bin/mozart train --config $(TRAIN_CONFIG) $(TRAIN_ARGS); \
+	echo "make train: $$((SECONDS - start)) s"
