@@ -9,7 +9,7 @@ from types import TracebackType
 
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mozart_client.audio import (
     AudioArray,
@@ -25,9 +25,7 @@ from mozart_client.audio import (
     stream_audio,
 )
 from mozart_client.connection import (
-    AUDIO_CLASSIFIER,
     DEFAULT_TARGET,
-    HEALTH,
     ConnectionOptions,
     RetryPolicy,
     TlsConfig,
@@ -43,6 +41,7 @@ from mozart_client.errors import InvalidInputError, from_rpc_error
 from mozart_client.results import ClassifyResult, HealthStatus, ModelInfo, StreamResult
 from mozart_client.streaming import Pacer, SendLog, config_request
 from mozart_proto.v1 import audio_classifier_pb2 as pb
+from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 
 _UNSET: float = -1.0
 
@@ -74,32 +73,9 @@ class AsyncClient:
         )
         self._default_model: str | None = None
         self._channel = open_aio_channel(self.options)
-        method = f"/{AUDIO_CLASSIFIER}/"
-        self._classify = self._channel.unary_unary(
-            method + "Classify",
-            request_serializer=pb.ClassifyRequest.SerializeToString,
-            response_deserializer=pb.ClassifyResponse.FromString,
-        )
-        self._stream_classify = self._channel.stream_stream(
-            method + "StreamClassify",
-            request_serializer=pb.StreamClassifyRequest.SerializeToString,
-            response_deserializer=pb.StreamClassifyResponse.FromString,
-        )
-        self._list_models = self._channel.unary_unary(
-            method + "ListModels",
-            request_serializer=pb.ListModelsRequest.SerializeToString,
-            response_deserializer=pb.ListModelsResponse.FromString,
-        )
-        self._get_model = self._channel.unary_unary(
-            method + "GetModel",
-            request_serializer=pb.GetModelRequest.SerializeToString,
-            response_deserializer=pb.ModelInfo.FromString,
-        )
-        self._health_check = self._channel.unary_unary(
-            f"/{HEALTH}/Check",
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
+        # The generated stubs work over both sync and asyncio channels.
+        self._classifier = pb_grpc.AudioClassifierStub(self._channel)  # type: ignore[no-untyped-call]
+        self._health = health_pb2_grpc.HealthStub(self._channel)
 
     async def _model_name(self, model: str) -> str:
         """The model to use: the one asked for, else the server's only model."""
@@ -139,7 +115,7 @@ class AsyncClient:
             top_k=top_k,
         )
         try:
-            response = await self._classify(
+            response = await self._classifier.Classify(
                 request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
             )
         except grpc.RpcError as error:
@@ -200,7 +176,7 @@ class AsyncClient:
                 send_log.record(chunk.duration_s, time.monotonic())
                 yield pb.StreamClassifyRequest(audio=chunk.data)
 
-        call = self._stream_classify(
+        call = self._classifier.StreamClassify(
             requests(), timeout=timeout_s, metadata=self.options.metadata()
         )
         try:
@@ -219,7 +195,7 @@ class AsyncClient:
     async def models(self, *, timeout_s: float | None = _UNSET) -> list[ModelInfo]:
         """Lists the models the server has loaded."""
         try:
-            response = await self._list_models(
+            response = await self._classifier.ListModels(
                 pb.ListModelsRequest(),
                 timeout=self._deadline(timeout_s),
                 metadata=self.options.metadata(),
@@ -234,7 +210,7 @@ class AsyncClient:
         """Describes one model; raises NotFoundError when it is not loaded."""
         request = pb.GetModelRequest(model=pb.ModelRef(name=name, version=version))
         try:
-            info = await self._get_model(
+            info = await self._classifier.GetModel(
                 request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
             )
         except grpc.RpcError as error:
@@ -244,7 +220,7 @@ class AsyncClient:
     async def health(self, service: str = "", *, timeout_s: float | None = _UNSET) -> HealthStatus:
         """Asks `grpc.health.v1` about a service ("" is the whole server)."""
         try:
-            response = await self._health_check(
+            response = await self._health.Check(
                 health_pb2.HealthCheckRequest(service=service),
                 timeout=self._deadline(timeout_s),
                 metadata=self.options.metadata(),

@@ -7,13 +7,11 @@ from collections.abc import Iterator
 from types import TracebackType
 
 import grpc
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mozart_client.audio import AudioInput, StreamInput, clip_audio, stream_audio
 from mozart_client.connection import (
-    AUDIO_CLASSIFIER,
     DEFAULT_TARGET,
-    HEALTH,
     ConnectionOptions,
     RetryPolicy,
     TlsConfig,
@@ -34,6 +32,7 @@ from mozart_client.results import (
 )
 from mozart_client.streaming import Pacer, SendLog, config_request
 from mozart_proto.v1 import audio_classifier_pb2 as pb
+from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 
 _UNSET: float = -1.0
 
@@ -71,32 +70,9 @@ class Client:
         )
         self._default_model: str | None = None
         self._channel = open_channel(self.options)
-        method = f"/{AUDIO_CLASSIFIER}/"
-        self._classify = self._channel.unary_unary(
-            method + "Classify",
-            request_serializer=pb.ClassifyRequest.SerializeToString,
-            response_deserializer=pb.ClassifyResponse.FromString,
-        )
-        self._stream_classify = self._channel.stream_stream(
-            method + "StreamClassify",
-            request_serializer=pb.StreamClassifyRequest.SerializeToString,
-            response_deserializer=pb.StreamClassifyResponse.FromString,
-        )
-        self._list_models = self._channel.unary_unary(
-            method + "ListModels",
-            request_serializer=pb.ListModelsRequest.SerializeToString,
-            response_deserializer=pb.ListModelsResponse.FromString,
-        )
-        self._get_model = self._channel.unary_unary(
-            method + "GetModel",
-            request_serializer=pb.GetModelRequest.SerializeToString,
-            response_deserializer=pb.ModelInfo.FromString,
-        )
-        self._health_check = self._channel.unary_unary(
-            f"/{HEALTH}/Check",
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
+        # The generated stubs work over both sync and asyncio channels.
+        self._classifier = pb_grpc.AudioClassifierStub(self._channel)  # type: ignore[no-untyped-call]
+        self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def _model_name(self, model: str) -> str:
         """The model to use: the one asked for, else the server's only model."""
@@ -156,7 +132,7 @@ class Client:
             top_k=top_k,
         )
         try:
-            response = self._classify(
+            response = self._classifier.Classify(
                 request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
             )
         except grpc.RpcError as error:
@@ -230,7 +206,7 @@ class Client:
                 send_log.record(chunk.duration_s, time.monotonic())
                 yield pb.StreamClassifyRequest(audio=chunk.data)
 
-        call = self._stream_classify(
+        call = self._classifier.StreamClassify(
             requests(), timeout=timeout_s, metadata=self.options.metadata()
         )
         return _stream_results(call, send_log)
@@ -238,7 +214,7 @@ class Client:
     def models(self, *, timeout_s: float | None = _UNSET) -> list[ModelInfo]:
         """Lists the models the server has loaded."""
         try:
-            response = self._list_models(
+            response = self._classifier.ListModels(
                 pb.ListModelsRequest(),
                 timeout=self._deadline(timeout_s),
                 metadata=self.options.metadata(),
@@ -251,7 +227,7 @@ class Client:
         """Describes one model; raises NotFoundError when it is not loaded."""
         request = pb.GetModelRequest(model=pb.ModelRef(name=name, version=version))
         try:
-            info = self._get_model(
+            info = self._classifier.GetModel(
                 request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
             )
         except grpc.RpcError as error:
@@ -261,7 +237,7 @@ class Client:
     def health(self, service: str = "", *, timeout_s: float | None = _UNSET) -> HealthStatus:
         """Asks `grpc.health.v1` about a service ("" is the whole server)."""
         try:
-            response = self._health_check(
+            response = self._health.Check(
                 health_pb2.HealthCheckRequest(service=service),
                 timeout=self._deadline(timeout_s),
                 metadata=self.options.metadata(),
