@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import gevent
 import grpc
 import grpc.experimental.gevent as grpc_gevent  # type: ignore[import-not-found]
 import numpy as np
@@ -34,6 +35,10 @@ from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 # Without this, gRPC's blocking calls block the whole process: users run one at a time
 # and streams hang. It must run before any channel exists.
 grpc_gevent.init_gevent()
+# gRPC's gevent integration waits for blocking calls (each open stream's next response)
+# on gevent's threadpool, 10 threads by default: with more than about 10 streams, results
+# then wait on the client and the measured latency is Locust's, not the server's.
+gevent.get_hub().threadpool.maxsize = 1024
 
 CHUNK_S = 0.1  # real-time streams send 100 ms of audio per message
 CLASSIFY_SEGMENTS = 32

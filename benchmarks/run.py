@@ -229,7 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = dict(item.split("=", 1) for item in args.set)
     settings = ServerSettings(model_repository=args.model_repository, **overrides)
     gate, targets = load_thresholds(args.gates, "gate"), load_thresholds(args.gates, "targets")
-    plan = profile(args.profile, gate.streams, (targets.streams, 2 * targets.streams))
+    plan = profile(
+        args.profile, gate.streams, (targets.streams, 2 * targets.streams, 4 * targets.streams)
+    )
     try:
         clips = load_clips(args.clips)
         hop_ms = read_manifest(find_version(settings, args.model)).default_hop_ms
