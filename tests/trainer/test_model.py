@@ -41,3 +41,20 @@ def test_macs_grow_with_the_channels() -> None:
     config = FrontEndConfig()
     stft_macs = config.n_fft * (config.n_fft // 2 + 1) * 2 * config.n_frames(WINDOW)
     assert stft_macs < macs_per_window(small, WINDOW) < macs_per_window(large, WINDOW)
+
+
+def test_random_eq_tilts_each_example_smoothly_within_its_bound() -> None:
+    from mozart_trainer.augment import random_eq  # noqa: PLC0415
+    from mozart_trainer.config import AugmentSettings  # noqa: PLC0415
+
+    settings = AugmentSettings(eq_db=12.0)
+    log_mel = torch.zeros(4, 1, 64, 10)
+    tilted = random_eq(log_mel, settings, 1.0, torch.Generator().manual_seed(0))
+    curve = tilted[:, 0, :, 0]
+    # One curve per example, the same in every frame, within +/-12 dB in natural-log units.
+    torch.testing.assert_close(tilted, curve[:, None, :, None].expand_as(tilted))
+    assert float(curve.abs().max()) <= 12.0 / 10.0 * 2.303 * 2.0
+    assert not torch.allclose(curve[0], curve[1])
+    assert float((curve[:, 1:] - curve[:, :-1]).abs().max()) < 0.5
+    untouched = random_eq(log_mel, AugmentSettings(eq_db=0.0), 1.0, torch.Generator())
+    assert torch.equal(untouched, log_mel)

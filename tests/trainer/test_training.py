@@ -32,6 +32,9 @@ def _config(root: Path, out: Path, epochs: int) -> TrainConfig:
             "optim.batch_size=8",
             "optim.learning_rate=0.01",
             "optim.patience_epochs=10",
+            # Every augmentation on, so resume must restore all their randomness.
+            "augment.mixup_alpha=0.2",
+            "augment.eq_db=12",
         ],
     )
 

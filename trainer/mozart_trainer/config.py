@@ -79,6 +79,9 @@ class AugmentSettings(_Frozen):
     freq_mask_bands: int = Field(default=8, description="SpecAugment: widest frequency mask")
     time_mask_frames: int = Field(default=20, description="SpecAugment: widest time mask")
     mixup_alpha: float = Field(default=0.0, description="0 disables mixup")
+    eq_db: float = Field(
+        default=0.0, description="scale of a random smooth EQ over mel bands, dB; 0 disables"
+    )
 
 
 class OptimSettings(_Frozen):

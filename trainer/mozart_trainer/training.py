@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from mozart_trainer.augment import augment_waveform, mixup, spec_augment
+from mozart_trainer.augment import augment_waveform, mixup, random_eq, spec_augment
 from mozart_trainer.config import TrainConfig
 from mozart_trainer.corpus import Split
 from mozart_trainer.evaluate import predict, window_metrics
@@ -238,6 +238,7 @@ class _Trainer:
             targets = self.targets[torch.from_numpy(batch)].to(self.device)
             with torch.no_grad():
                 log_mel = self.model.front_end(waveform)
+            log_mel = random_eq(log_mel, config.augment, self.front_end.norm_std, generator)
             log_mel = spec_augment(log_mel, config.augment, generator)
             log_mel, targets = mixup(log_mel, targets, config.augment.mixup_alpha, generator)
             logits, _ = self.trainable(log_mel)
