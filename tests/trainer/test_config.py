@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mozart_trainer.config import load_config
-from mozart_trainer.tracking import project_root
+from mozart_trainer.paths import project_root
 
 CONFIGS = project_root() / "trainer" / "configs"
 

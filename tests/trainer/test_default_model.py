@@ -18,7 +18,7 @@ import pytest
 
 from mozart_trainer.export import graph_io, onnx_session
 from mozart_trainer.manifest import ModelManifest
-from mozart_trainer.tracking import project_root
+from mozart_trainer.paths import project_root
 
 MODEL_DIR = project_root() / "models" / "composer-cnn" / "1"
 CORPUS = project_root() / "data" / "corpus" / "default"

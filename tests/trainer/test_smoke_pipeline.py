@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from mozart_trainer.export import graph_io
 from mozart_trainer.manifest import ModelManifest
-from mozart_trainer.tracking import project_root
+from mozart_trainer.paths import project_root
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mozart_trainer.tracking import project_root
+from mozart_trainer.paths import project_root
 
 DEFAULT_CONFIG = Path("trainer/configs/default.yaml")
 

@@ -30,11 +30,11 @@ from mozart_trainer.manifest import (
     reference_stats,
 )
 from mozart_trainer.model import AudioCNN, count_parameters, macs_per_window
+from mozart_trainer.paths import project_root
 from mozart_trainer.tracking import (
     Registration,
     configure,
     log_dataset,
-    project_root,
     register_and_promote,
 )
 from mozart_trainer.training import EpochSummary, measure_normalisation, train_model

@@ -21,17 +21,14 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from mozart_trainer.paths import project_root
+
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 # Tracking stores limit a dataset digest to 36 characters; the full one is a run tag.
 MLFLOW_DIGEST_CHARS = 36
 
 logger = logging.getLogger(__name__)
-
-
-def project_root() -> Path:
-    """The repository root (three levels above this package's folder)."""
-    return Path(__file__).resolve().parents[2]
 
 
 def default_tracking_uri() -> str:
