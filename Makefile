@@ -51,8 +51,9 @@ lint: $(STAMP) ## Static checks: ruff, ruff format, mypy.
 	$(VENV)/bin/mypy
 
 .PHONY: test
-test: lint proto-check ## Static checks, proto drift, then the whole test suite.
+test: lint proto-check ## Static checks, proto drift, the whole test suite, then the short load gate.
 	$(VENV)/bin/pytest
+	$(MAKE) --no-print-directory bench-gate
 
 DEMO_VENV := .venv-demo
 DEMO_STAMP := $(DEMO_VENV)/.installed
