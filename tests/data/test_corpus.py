@@ -13,10 +13,10 @@ from music21 import bar, corpus, meter, note, stream
 
 from mozart_proto.cli import main
 from mozart_trainer.data import iter_split, load_manifest
-from mozart_trainer.data.corpus import build_corpus
+from mozart_trainer.data.corpus import build_corpus, plan
 from mozart_trainer.data.corpus_config import GM_PALETTE, SMOKE_CONFIG, CorpusConfig
 from mozart_trainer.data.demo_clips import write_demo_clips
-from mozart_trainer.data.render import read_performance, score_to_midi
+from mozart_trainer.data.render import default_soundfont, read_performance, score_to_midi
 from mozart_trainer.data.sources import list_works
 from mozart_trainer.data.validate import validate_dataset
 
@@ -84,22 +84,49 @@ def test_no_work_appears_in_two_splits(smoke_corpus: Path) -> None:
     assert works["test_timbre"] <= works["test"]
 
 
-def test_timbre_slice_uses_only_instruments_its_class_never_trained_on(
+def test_timbre_slice_uses_only_instruments_no_class_ever_trained_on(
     smoke_corpus: Path,
 ) -> None:
     report = json.loads((smoke_corpus / "build-report.json").read_text())
-    held_out = {
-        label: {GM_PALETTE[p] for p in programs}
-        for label, programs in SMOKE_CONFIG.held_out_programs().items()
-    }
+    held_out = {GM_PALETTE[p] for p in SMOKE_CONFIG.held_out}
     assert report["works"], "no work was rendered"
+    timbre_works = 0
     for work in report["works"].values():
-        unseen = held_out[work["label"]]
         for split, instruments in work["instruments"].items():
             if split == "test_timbre":
-                assert set(instruments) <= unseen
+                timbre_works += 1
+                assert set(instruments) <= held_out
             else:
-                assert not set(instruments) & unseen
+                assert split in {"train", "val", "test"}
+                assert not set(instruments) & held_out
+    assert timbre_works > 0
+
+
+def test_every_class_draws_from_the_same_training_palette(smoke_corpus: Path) -> None:
+    """No instrument is evidence for or against a class: all share one palette."""
+    report = json.loads((smoke_corpus / "build-report.json").read_text())
+    training = {GM_PALETTE[p] for p in SMOKE_CONFIG.training_programs()}
+    used: dict[str, set[str]] = {}
+    for work in report["works"].values():
+        for split, instruments in work["instruments"].items():
+            if split != "test_timbre":
+                used.setdefault(work["label"], set()).update(instruments)
+    assert set(used) == set(SMOKE_CONFIG.classes)
+    for instruments in used.values():
+        assert instruments <= training
+
+
+def test_instrument_choice_does_not_depend_on_the_class() -> None:
+    """The planned renditions of every class use the one training palette and one held-out set."""
+    tasks = plan(SMOKE_CONFIG, default_soundfont(), Path("unused"))
+    palettes: dict[str, set[tuple[int, ...]]] = {}
+    for task in tasks:
+        for rendition in task.renditions:
+            palettes.setdefault(rendition.split, set()).add(rendition.programs)
+    for split in ("train", "val", "test"):
+        assert palettes[split] == {SMOKE_CONFIG.training_programs()}
+    assert palettes["test_timbre"] == {SMOKE_CONFIG.held_out}
+    assert {task.work.label for task in tasks} == set(SMOKE_CONFIG.classes)
 
 
 def test_failures_are_reported_not_fatal(smoke_corpus: Path) -> None:
@@ -145,10 +172,19 @@ def test_duplicate_editions_and_whole_quartet_files_are_not_works() -> None:
     assert len(list_works("mozart")) == 16
 
 
-def test_held_out_programs_partition_the_default_palette() -> None:
-    held = CorpusConfig().held_out_programs()
-    flat = [program for programs in held.values() for program in programs]
-    assert sorted(flat) == sorted(GM_PALETTE)
+def test_held_out_instruments_are_global_and_disjoint_from_training() -> None:
+    config = CorpusConfig()
+    training, held = set(config.training_programs()), set(config.held_out)
+    assert held
+    assert not training & held
+    assert training | held == set(config.palette) == set(GM_PALETTE)
+
+
+def test_a_held_out_program_outside_the_palette_is_refused() -> None:
+    with pytest.raises(ValueError, match="held_out"):
+        CorpusConfig(held_out=(1,))
+    with pytest.raises(ValueError, match="fewer than two training instruments"):
+        CorpusConfig(palette=(0, 6, 42), held_out=(6, 42))
 
 
 @pytest.mark.slow

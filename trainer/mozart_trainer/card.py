@@ -38,9 +38,8 @@ def timbre_verdict(evaluation: EvaluationReport, test_split: str) -> str:
         )
         if report.window_accuracy < chance:
             verdict = (
-                "below chance, so this model leans on timbre. A class's held-out "
-                "instruments were heard in training only in other classes, and the "
-                "model votes for those classes."
+                "below chance, so this model leans on timbre: the unheard instruments "
+                "pull its votes towards the classes whose training timbres they resemble."
             )
         elif report.window_accuracy < test.window_accuracy - 0.1:
             verdict = "above chance but well below the test split: timbre still helps it."
@@ -152,7 +151,7 @@ Held-out (`{data.test_split}`) window accuracy: **{test.window_accuracy:.3f}**,
 baseline **{test.baseline_window_accuracy or 0.0:.3f}**.
 
 Timbre-held-out slice(s): {slice_names}. There, test works are rendered with
-instruments their class never used in training, so a model that learned timbre
+instruments that no class used in training, so a model that learned timbre
 instead of music falls apart on it. {timbre_verdict(evaluation, data.test_split)}
 
 Per-class recall (windows):

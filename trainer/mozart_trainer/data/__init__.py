@@ -17,8 +17,8 @@ uses is stable:
 - ``iter_split(root, manifest, split, sample_rate_hz)`` yields ``(entry, audio)``
   with mono float32 audio at the requested rate; ``load_audio(path, rate)`` decodes one.
 - Splits: ``train``, ``val``, ``test``; the corpus adds ``test_timbre``, its test
-  works again, played only by instruments their class never used (an evaluation
-  slice: never train or select models on it).
+  works again, played only by held-out instruments that no class uses in train,
+  val or test (an evaluation slice: never train or select models on it).
 - ``build_corpus(CorpusConfig())`` builds (or returns the cached) default corpus
   under ``data/corpus/<config digest[:16]>/``.
 """

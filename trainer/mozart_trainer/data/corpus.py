@@ -7,8 +7,8 @@ Layout of a build::
     <root>/<split>/<label>/<work-id>_seg<NN>.flac   16 kHz mono excerpts
 
 Splits are ``train``, ``val``, ``test`` and the evaluation slice ``test_timbre``:
-the test works again, played only by instruments their class never used in
-train, val or test. Each work is one task for a worker process; a score that
+the test works again, played only by the globally held-out instruments that
+no class uses in train, val or test. Each work is one task for a worker process; a score that
 fails is skipped and counted, it never stops the build.
 """
 
@@ -119,16 +119,15 @@ def plan(config: CorpusConfig, soundfont: Path, staging: Path) -> list[WorkTask]
         config.seed,
         SplitFractions(val=config.val_fraction, test=config.test_fraction),
     )
-    held_out = config.held_out_programs()
+    training_palette = config.training_programs()
     tasks: list[WorkTask] = []
-    for label, works in selected.items():
-        training_palette = tuple(p for p in config.palette if p not in held_out[label])
+    for works in selected.values():
         segments = max(1, math.ceil(config.segments_per_class / len(works)))
         for work in works:
             split = assignment[work.work_id]
             renditions = [Rendition(split, training_palette)]
             if split == "test":
-                renditions.append(Rendition(TIMBRE_SPLIT, held_out[label]))
+                renditions.append(Rendition(TIMBRE_SPLIT, config.held_out))
             tasks.append(WorkTask(work, tuple(renditions), segments, config, soundfont, staging))
     # Biggest scores first, so the last worker is not left with the slowest one.
     return sorted(tasks, key=lambda task: -task.work.size_bytes)

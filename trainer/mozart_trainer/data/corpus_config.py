@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mozart_trainer.data.manifest import sha256_file
 
 #: Bumped whenever the builder would write different files for the same configuration.
-CORPUS_FORMAT_VERSION = 2
+CORPUS_FORMAT_VERSION = 3
 
-#: General MIDI programs (0-based) that every class draws its instruments from.
+#: General MIDI programs (0-based) of the palette: training instruments plus the held-out ones.
 GM_PALETTE: dict[int, str] = {
     0: "acoustic grand piano",
     6: "harpsichord",
@@ -29,6 +29,10 @@ GM_PALETTE: dict[int, str] = {
     71: "clarinet",
     73: "flute",
 }
+
+#: Held out globally: no class uses them in train, val or test; only test_timbre does.
+#: Each has a relative left in training (piano, violin and string ensemble, flute).
+DEFAULT_HELD_OUT = (6, 42, 71)  # harpsichord, cello, clarinet
 
 DEFAULT_CLASSES = ("bach", "beethoven", "haydn", "monteverdi", "mozart", "palestrina")
 
@@ -63,8 +67,9 @@ class CorpusConfig(BaseModel):
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     palette: tuple[int, ...] = tuple(GM_PALETTE)
-    held_out_per_class: int = Field(
-        default=2, ge=1, description="Palette programs a class never uses outside test_timbre."
+    held_out: tuple[int, ...] = Field(
+        default=DEFAULT_HELD_OUT,
+        description="Palette programs no class uses outside test_timbre (held out globally).",
     )
     prefer_short_works: bool = Field(
         default=False, description="Take each class's smallest scores instead of a seeded sample."
@@ -77,24 +82,21 @@ class CorpusConfig(BaseModel):
         unknown = set(self.palette) - set(GM_PALETTE)
         if unknown:
             raise ValueError(f"palette: programs {sorted(unknown)} are not in GM_PALETTE")
-        if len(self.palette) - self.held_out_per_class < 2:
-            raise ValueError("held_out_per_class leaves fewer than two training instruments")
+        if not self.held_out or not set(self.held_out) <= set(self.palette):
+            raise ValueError("held_out: need at least one program, all of them in the palette")
+        if len(self.training_programs()) < 2:
+            raise ValueError("held_out leaves fewer than two training instruments")
         return self
 
-    def held_out_programs(self) -> dict[str, tuple[int, ...]]:
-        """Each class's held-out programs: consecutive slices of the palette, wrapping.
+    def training_programs(self) -> tuple[int, ...]:
+        """The programs every class draws from in train, val and test: the palette less held_out.
 
-        Every palette program is held out for some class when the palette is
-        exactly classes x held_out_per_class long (12 = 6 x 2 by default).
+        The same for every class, so an instrument says nothing about the composer.
+        Holding instruments out per class instead would make each one evidence
+        *against* the classes it is held out for, and a slice played with a
+        class's own held-out instruments would then be rigged against that class.
         """
-        size = len(self.palette)
-        return {
-            label: tuple(
-                self.palette[(index * self.held_out_per_class + k) % size]
-                for k in range(self.held_out_per_class)
-            )
-            for index, label in enumerate(self.classes)
-        }
+        return tuple(p for p in self.palette if p not in self.held_out)
 
 
 SMOKE_CONFIG = CorpusConfig(

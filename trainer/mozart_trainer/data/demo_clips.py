@@ -67,7 +67,8 @@ Short excerpts ({DEMO_CLIP_S:.0f} s, 16 kHz mono FLAC) of real scores from music
 rendered with FluidSynth and the TimGM6mb soundfont by `mozart data build-corpus`. Each
 comes from the TEST split of the default corpus (dataset digest `{digest[:16]}`), so
 the default model never heard these works in training. Instruments are one per part,
-drawn from the corpus palette (see docs/data.md). `make demo` streams them.
+drawn from the corpus's training palette, the same for every composer (see
+docs/data.md). `make demo` streams them.
 
 | file | composer | work | instruments (one per part) |
 | --- | --- | --- | --- |
