@@ -194,7 +194,7 @@ class _Trainer:
         self.windows_per_epoch = min(
             train.n_windows, optim.max_windows_per_epoch or train.n_windows
         )
-        steps_per_epoch = math.ceil(self.windows_per_epoch / self.world_size / optim.batch_size)
+        steps_per_epoch = math.ceil(self.windows_per_epoch // self.world_size / optim.batch_size)
         total_steps = steps_per_epoch * optim.epochs
         if optim.max_steps is not None:
             total_steps = min(total_steps, optim.max_steps)
@@ -220,7 +220,9 @@ class _Trainer:
         rng = np.random.default_rng([config.seed, epoch])
         generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
         order = rng.permutation(self.train.n_windows)[: self.windows_per_epoch]
-        order = order[self.rank :: self.world_size]
+        # Every rank must run the same number of batches, or DDP's gradient
+        # all-reduce waits forever: drop the windows that do not divide evenly.
+        order = order[: len(order) - len(order) % self.world_size][self.rank :: self.world_size]
         jittered = draw_starts(self.train, order, window_samples, config.augment.time_shift, rng)
         self.model.train()
         losses: list[float] = []
