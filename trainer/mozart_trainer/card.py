@@ -24,6 +24,18 @@ def files_per_class(root: Path, split: str, labels: Sequence[str]) -> dict[str, 
     }
 
 
+def _extra_augmentation(config: TrainConfig) -> str:
+    """The optional augmentations that are on, as a phrase to append (empty when none)."""
+    parts = []
+    if config.augment.mixup_alpha > 0:
+        parts.append(f"mixup (alpha {config.augment.mixup_alpha:g})")
+    if config.augment.eq_db > 0:
+        parts.append(
+            f"a random smooth equaliser over mel bands (scale {config.augment.eq_db:g} dB)"
+        )
+    return "".join(f", {part}" for part in parts)
+
+
 def timbre_verdict(evaluation: EvaluationReport, test_split: str) -> str:
     """One honest sentence per slice: its accuracy against chance and against the test split."""
     chance = 1.0 / len(evaluation.labels)
@@ -136,7 +148,7 @@ linear warm-up then cosine decay, batch {config.optim.batch_size}, up to
 {config.optim.patience_epochs}); {len(history)} epochs ran in {seconds / 60:.1f} min of
 training on CPU. Augmentation: gain +/-{config.augment.gain_db:g} dB, time shift,
 white noise at {config.augment.noise_snr_db[0]:g}-{config.augment.noise_snr_db[1]:g} dB
-SNR, SpecAugment masks. Seed {config.seed}.
+SNR, SpecAugment masks{_extra_augmentation(config)}. Seed {config.seed}.
 
 ## Results
 
