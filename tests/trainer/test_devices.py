@@ -18,6 +18,7 @@ import pytest
 import torch
 
 WORKER = Path(__file__).with_name("distributed_run.py")
+ROOT = Path(__file__).resolve().parents[2]
 BATCH_SIZE = 4  # distributed_run.py's settings
 EPOCHS = 3
 WINDOWS_PER_EPOCH = 81
@@ -37,7 +38,8 @@ def _torchrun(ranks: int, corpus: Path, out: Path, env: dict[str, str]) -> dict[
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, **env},
+        # The worker imports tests.trainer.synthetic_training from the repository root.
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
         timeout=600,
         check=False,
     )

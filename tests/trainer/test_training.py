@@ -7,35 +7,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from mozart_trainer.config import TrainConfig, load_config
-from mozart_trainer.corpus import list_labels, load_split
-from mozart_trainer.frontend import FrontEndConfig
+from mozart_trainer.config import TrainConfig
 from mozart_trainer.training import (
     EpochSummary,
     checkpoint_path,
-    measure_normalisation,
-    train_model,
 )
+from tests.trainer.synthetic_training import small_config, train_small
 
 
 def _config(root: Path, out: Path, epochs: int) -> TrainConfig:
-    return load_config(
-        None,
-        [
-            f"data.root={root}",
-            f"output_dir={out}",
-            "data.train_hop_ms=500",
-            "model.channels=[8, 16]",
-            "model.embedding_dim=16",
-            "model.dropout=0.0",
-            f"optim.epochs={epochs}",
-            "optim.batch_size=8",
-            "optim.learning_rate=0.01",
-            "optim.patience_epochs=10",
-            # Every augmentation on, so resume must restore all their randomness.
-            "augment.mixup_alpha=0.2",
-            "augment.eq_db=12",
-        ],
+    return small_config(
+        root,
+        out,
+        f"optim.epochs={epochs}",
+        "optim.batch_size=8",
+        # Every augmentation on, so resume must restore all their randomness.
+        "augment.mixup_alpha=0.2",
+        "augment.eq_db=12",
     )
 
 
@@ -48,17 +36,7 @@ def _interrupt(summary: EpochSummary) -> None:
 
 
 def _run(root: Path, out: Path, epochs: int, resume: bool = False, on_epoch=None):
-    config = _config(root, out, epochs)
-    labels = list_labels(root, "train")
-    train = load_split(
-        root, "train", labels, sample_rate_hz=16_000, window_samples=48_000, hop_samples=8_000
-    )
-    val = load_split(
-        root, "val", labels, sample_rate_hz=16_000, window_samples=48_000, hop_samples=24_000
-    )
-    mean, std = measure_normalisation(config, train, FrontEndConfig())
-    front_end = config.front_end.build(16_000, mean, std)
-    return train_model(config, train, val, labels, front_end, resume=resume, on_epoch=on_epoch)
+    return train_small(_config(root, out, epochs), resume=resume, on_epoch=on_epoch)
 
 
 def test_learns_deterministically_and_resumes_exactly(
