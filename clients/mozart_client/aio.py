@@ -8,7 +8,6 @@ from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 
 import grpc
-import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mozart_client.audio import (
@@ -17,11 +16,10 @@ from mozart_client.audio import (
     AudioInput,
     StreamAudio,
     StreamInput,
-    array_to_pcm,
     bytes_per_second,
+    chunk_of,
     clip_audio,
-    encoding_from_name,
-    pcm_format,
+    format_of_first_chunk,
     stream_audio,
 )
 from mozart_client.connection import (
@@ -271,25 +269,14 @@ async def _async_stream_audio(
         first: bytes | AudioArray = await anext(iterator)
     except StopAsyncIteration:
         raise InvalidInputError("the audio iterator yielded nothing") from None
-    if isinstance(first, np.ndarray):
-        if not sample_rate_hz:
-            raise InvalidInputError("numpy chunks need sample_rate_hz")
-        pcm_encoding, array_channels, _ = array_to_pcm(first[:0])
-        fmt = pcm_format(pcm_encoding, sample_rate_hz, array_channels)
-    else:
-        if encoding is None:
-            raise InvalidInputError("byte chunks need encoding= (pcm_s16le, pcm_f32le or wav)")
-        fmt = pcm_format(encoding_from_name(encoding), sample_rate_hz, channels)
+    fmt = format_of_first_chunk(
+        first, sample_rate_hz=sample_rate_hz, encoding=encoding, channels=channels
+    )
     rate = bytes_per_second(fmt)
 
     async def chunks() -> AsyncIterator[AudioChunk]:
-        item: bytes | AudioArray = first
-        while True:
-            data = array_to_pcm(item)[2] if isinstance(item, np.ndarray) else bytes(item)
-            yield AudioChunk(data, len(data) / rate if rate else 0.0)
-            try:
-                item = await anext(iterator)
-            except StopAsyncIteration:
-                return
+        yield chunk_of(first, rate)
+        async for item in iterator:
+            yield chunk_of(item, rate)
 
     return _AsyncStreamAudio(fmt, chunks())

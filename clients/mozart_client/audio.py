@@ -243,23 +243,33 @@ def _iterable_stream(
     first = next(iterator, None)
     if first is None:
         raise InvalidInputError("the audio iterator yielded nothing")
+    fmt = format_of_first_chunk(
+        first, sample_rate_hz=sample_rate_hz, encoding=encoding, channels=channels
+    )
+    rate = bytes_per_second(fmt)
+    chunks = (chunk_of(item, rate) for item in _chain_first(first, iterator))
+    return StreamAudio(fmt, chunks)
+
+
+def format_of_first_chunk(
+    first: bytes | AudioArray, *, sample_rate_hz: int | None, encoding: str | None, channels: int
+) -> pb.AudioFormat:
+    """The stream format of chunks given as an iterator: numpy chunks carry their own
+    encoding and channels; byte chunks need `encoding` (and `sample_rate_hz` for raw PCM)."""
     if isinstance(first, np.ndarray):
         if not sample_rate_hz:
             raise InvalidInputError("numpy chunks need sample_rate_hz")
         pcm_encoding, array_channels, _ = array_to_pcm(first[:0])
-        fmt = pcm_format(pcm_encoding, sample_rate_hz, array_channels)
-    else:
-        if encoding is None:
-            raise InvalidInputError("byte chunks need encoding= (pcm_s16le, pcm_f32le or wav)")
-        fmt = pcm_format(encoding_from_name(encoding), sample_rate_hz, channels)
-    rate = bytes_per_second(fmt)
+        return pcm_format(pcm_encoding, sample_rate_hz, array_channels)
+    if encoding is None:
+        raise InvalidInputError("byte chunks need encoding= (pcm_s16le, pcm_f32le or wav)")
+    return pcm_format(encoding_from_name(encoding), sample_rate_hz, channels)
 
-    def chunks() -> Iterator[AudioChunk]:
-        for item in _chain_first(first, iterator):
-            data = array_to_pcm(item)[2] if isinstance(item, np.ndarray) else bytes(item)
-            yield AudioChunk(data, len(data) / rate if rate else 0.0)
 
-    return StreamAudio(fmt, chunks())
+def chunk_of(item: bytes | AudioArray, bytes_per_s: float) -> AudioChunk:
+    """One iterator item as wire bytes, with its duration (0 when the rate is unknown)."""
+    data = array_to_pcm(item)[2] if isinstance(item, np.ndarray) else bytes(item)
+    return AudioChunk(data, len(data) / bytes_per_s if bytes_per_s else 0.0)
 
 
 def _chain_first(
