@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 from mozart_server import conversion
-from mozart_server.audio import decode_clip, resample
+from mozart_server.audio import AudioFormat, DecodedAudio, decode_clip, resample
+from mozart_server.engine import FloatArray
 from mozart_server.errors import OutOfRangeError
 from mozart_server.health import ServingState
 from mozart_server.interceptors import current_request_id, note_model
@@ -58,17 +59,12 @@ class AudioClassifierServicer(pb_grpc.AudioClassifierServicer):
         options = conversion.window_options(
             manifest, request.hop_ms, request.top_k, 0.0, self._settings.default_top_k
         )
-        # Decoding and resampling a long clip takes milliseconds: keep it off the event loop.
-        decoded = await asyncio.to_thread(decode_clip, request.audio, audio_format)
-        if decoded.duration_s > self._settings.max_stream_duration_s:
-            raise OutOfRangeError(
-                f"the clip lasts {decoded.duration_s:.1f} s, longer than the server's "
-                f"max_stream_duration_s of {self._settings.max_stream_duration_s} s"
-            )
-        self._metrics.audio_processed.labels(method="Classify").inc(decoded.duration_s)
-        samples = await asyncio.to_thread(
-            resample, decoded.samples, decoded.sample_rate_hz, manifest.sample_rate_hz
+        # Decoding and resampling a long clip takes milliseconds: keep both off the event
+        # loop, in one trip to a worker thread.
+        decoded, samples = await asyncio.to_thread(
+            self._decode_to_model_rate, request.audio, audio_format, manifest.sample_rate_hz
         )
+        self._metrics.audio_processed.labels(method="Classify").inc(decoded.duration_s)
         hop = hop_samples(options.hop_ms, manifest.sample_rate_hz)
         windows = cut_windows(samples, manifest.window_samples, hop)
         result = await model.batcher.submit(windows, deadline_of(context))
@@ -94,6 +90,17 @@ class AudioClassifierServicer(pb_grpc.AudioClassifierServicer):
             summary=conversion.summary(manifest, list(scores), options.top_k, decoded.duration_s),
             request_id=current_request_id(),
         )
+
+    def _decode_to_model_rate(
+        self, data: bytes, audio_format: AudioFormat, model_rate_hz: int
+    ) -> tuple[DecodedAudio, FloatArray]:
+        decoded = decode_clip(data, audio_format)
+        if decoded.duration_s > self._settings.max_stream_duration_s:
+            raise OutOfRangeError(
+                f"the clip lasts {decoded.duration_s:.1f} s, longer than the server's "
+                f"max_stream_duration_s of {self._settings.max_stream_duration_s} s"
+            )
+        return decoded, resample(decoded.samples, decoded.sample_rate_hz, model_rate_hz)
 
     async def StreamClassify(  # noqa: N802 (gRPC's method name)
         self,
