@@ -36,15 +36,18 @@ class DataSettings(_Frozen):
 
 
 class FrontEndSettings(_Frozen):
-    """Log-mel front end; the normalisation is measured on the training split."""
+    """Log-mel front end; the normalisation is measured on the training split.
 
-    n_fft: int = 512
-    hop_length: int = 320
-    win_length: int = 512
-    n_mels: int = 64
-    f_min_hz: float = 50.0
-    f_max_hz: float = 8_000.0
-    log_floor: float = 1e-6
+    Defaults are FrontEndConfig's, so the two cannot drift apart.
+    """
+
+    n_fft: int = FrontEndConfig.n_fft
+    hop_length: int = FrontEndConfig.hop_length
+    win_length: int = FrontEndConfig.win_length
+    n_mels: int = FrontEndConfig.n_mels
+    f_min_hz: float = FrontEndConfig.f_min_hz
+    f_max_hz: float = FrontEndConfig.f_max_hz
+    log_floor: float = FrontEndConfig.log_floor
 
     def build(self, sample_rate_hz: int, norm_mean: float, norm_std: float) -> FrontEndConfig:
         """The front end's frozen configuration."""
