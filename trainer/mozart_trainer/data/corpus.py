@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -320,7 +321,10 @@ def build_corpus(
     try:
         tasks = plan(config, soundfont, staging)
         results: list[WorkResult] = []
-        with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        # Spawned, not forked: a fork of a process that already runs threads (gRPC,
+        # a test's in-process server) can leave the child stuck on a lock it copied.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=spawn) as pool:
             futures = [pool.submit(render_work, task) for task in tasks]
             bar = tqdm(
                 total=len(futures), desc="rendering works", unit="work", disable=not progress
