@@ -42,7 +42,11 @@ def list_works(composer: str) -> list[Work]:
         ValueError: the corpus has no scores for the composer.
     """
     paths = [Path(str(p)) for p in corpus.getComposer(composer)]
-    scores = [p for p in paths if p.suffix in SCORE_SUFFIXES]
+    # getComposer matches the name anywhere in the absolute path, so a checkout in a
+    # folder called "mozart" would return every composer: keep the composer's own folder.
+    scores = [
+        p for p in paths if p.suffix in SCORE_SUFFIXES and _relative(p).split("/")[0] == composer
+    ]
     if any("movement" in p.stem for p in scores):
         scores = [p for p in scores if "movement" in p.stem]
     chosen: dict[str, Path] = {}
