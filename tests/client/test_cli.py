@@ -24,6 +24,7 @@ def mozart(*args: str, dispatcher: bool = False) -> subprocess.CompletedProcess[
     so most tests call the client's own entry point, which starts much faster.
     """
     env = {key: value for key, value in os.environ.items() if not key.startswith("MOZART_")}
+    env["CI"] = "true"  # as on CI machines, where some libraries print on import
     module = "mozart_proto.cli" if dispatcher else "mozart_client.cli"
     return subprocess.run(
         [sys.executable, "-m", module, *args],

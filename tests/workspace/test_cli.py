@@ -10,7 +10,8 @@ from pathlib import Path
 
 
 def _run_mozart(*args: str, extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+    # CI=true as on CI machines, where some libraries print diagnostics on import.
+    env = {**os.environ, "CI": "true"}
     if extra_path is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
     return subprocess.run(
@@ -70,3 +71,17 @@ def test_unknown_command_is_a_usage_error() -> None:
     completed = _run_mozart("no-such-command")
     assert completed.returncode == 2
     assert "invalid choice" in completed.stderr
+
+
+def test_importing_the_renderer_prints_nothing_even_on_ci() -> None:
+    """pyfluidsynth prints where it found its library when CI is set; we keep stdout clean."""
+    completed = subprocess.run(
+        [sys.executable, "-c", "import mozart_trainer.data.render"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true"},
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == ""

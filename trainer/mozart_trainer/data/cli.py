@@ -7,13 +7,15 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mozart_trainer.data.corpus import BuildResult, build_corpus
 from mozart_trainer.data.corpus_config import SMOKE_CONFIG, CorpusConfig
 from mozart_trainer.data.gtzan import GtzanDownloadError, KaggleCredentialsError, fetch_gtzan
 from mozart_trainer.data.manifest import write_manifest
 from mozart_trainer.data.validate import Thresholds, validate_dataset
+
+if TYPE_CHECKING:
+    from mozart_trainer.data.corpus import BuildResult
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +108,9 @@ def _print_build(result: BuildResult) -> None:
 
 
 def _build_corpus(args: argparse.Namespace) -> int:
+    # The renderer loads music21's corpus and FluidSynth: only this command needs them.
+    from mozart_trainer.data.corpus import build_corpus  # noqa: PLC0415
+
     _setup_logging()
     try:
         config = _corpus_config(args)

@@ -9,20 +9,30 @@ give the same samples, whatever was rendered before in the same process.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import ctypes
 import io
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import fluidsynth
 import mido  # type: ignore[import-untyped]
 import numpy as np
 from music21 import bar, repeat, spanner, stream
 from music21.midi import translate
 from music21.repeat import ExpanderException
 from numpy.typing import NDArray
+
+_log = logging.getLogger(__name__)
+
+# pyfluidsynth prints where it found the library to stdout on import when the CI
+# environment variable is set, which would corrupt `mozart ... --json` output.
+with contextlib.redirect_stdout(io.StringIO()) as _import_output:
+    import fluidsynth
+if _import_output.getvalue():
+    _log.debug("pyfluidsynth: %s", _import_output.getvalue().strip())
 
 #: The General MIDI percussion channel; parts never go there.
 PERCUSSION_CHANNEL = 9
