@@ -106,7 +106,7 @@ def write_report(
         f"# Benchmark run {summary.started_at} ({summary.profile})",
         "",
         f"Model `{summary.model}` v{summary.ceiling.version}, clips `{summary.clips}`, "
-        f"hop {summary.hop_ms} ms, {summary.cpu_count} CPUs. Server settings: "
+        f"hop {summary.hop_ms} ms, {summary.cpu_count} CPUs{_pinning(summary)}. Server settings: "
         f"`{summary.server_settings or 'defaults'}`. Figures are ratios within this run: "
         "the machine is shared and absolute times do not carry over.",
         "",
@@ -142,3 +142,10 @@ def write_report(
         lines += ["## Failures", "", *[f"- `{error}`" for error in errors], ""]
     (folder / "report.md").write_text("\n".join(lines))
     return gate_table, targets_table
+
+
+def _pinning(summary: Summary) -> str:
+    if not summary.server_cpus:
+        return " (server, ceiling and Locust unpinned, sharing them)"
+    load = f"Locust to {summary.load_cpus}" if summary.load_cpus else "Locust unpinned"
+    return f" (server and ceiling pinned to CPUs {summary.server_cpus}, {load})"

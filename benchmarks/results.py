@@ -150,6 +150,8 @@ class Summary:
     phases: tuple[PhaseResult, ...]
     ceiling_before_windows_per_s: float = 0.0
     ceiling_after_windows_per_s: float = 0.0
+    server_cpus: str = ""  # CPUs the server and the ceiling were pinned to; "" = unpinned
+    load_cpus: str = ""  # CPUs Locust was pinned to
 
     def phases_of(self, user_class: str, prefix: str = "") -> list[PhaseResult]:
         """The phases run with one user class whose names start with `prefix`."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from benchmarks.ceiling import combine, find_version, format_ceiling, measure_ceiling
 from benchmarks.clips import DEFAULT_CLIPS, load_clips
+from benchmarks.cpus import parse_cpu_list, pinned
 from benchmarks.gate import GATES_FILE, evaluate, load_thresholds
 from benchmarks.report import write_report
 from benchmarks.results import PhaseResult, Summary, read_raw, server_delta
@@ -122,8 +123,9 @@ def run_phase(
     clips: str,
     stream_seconds: float,
     folder: Path,
+    cpus: frozenset[int] | None = None,
 ) -> None:
-    """Runs Locust headless for one phase; its CSVs and log land in `folder`."""
+    """Runs Locust headless for one phase, on `cpus` if given; CSVs and log land in `folder`."""
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), phase.user_class,
         "--headless", "--only-summary", "--loglevel", "WARNING",
@@ -135,7 +137,7 @@ def run_phase(
     ]  # fmt: skip
     paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in paths if path))
-    with (folder / f"{phase.name}.log").open("w") as log:
+    with (folder / f"{phase.name}.log").open("w") as log, pinned(cpus):
         # Locust exits 1 when a request failed; the summary counts failures itself.
         subprocess.run(  # noqa: S603 - our own interpreter and arguments, no shell
             command,
@@ -150,6 +152,10 @@ def run_phase(
         raise RuntimeError(
             f"Locust wrote no results for {phase.name}; see {folder}/{phase.name}.log"
         )
+
+
+def _cpu_list(cpus: frozenset[int] | None) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus)) if cpus is not None else ""
 
 
 def _say(message: str) -> None:
@@ -190,6 +196,7 @@ def _measure_phase(
         clips=args.clips,
         stream_seconds=plan.stream_seconds,
         folder=folder,
+        cpus=args.load_cpus,
     )
     after, cpu_after = scrape(server.metrics_url), _cpu_seconds(server.pid)
     (folder / f"{phase.name}_metrics_after.txt").write_text(str(after))
@@ -224,6 +231,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gates", type=Path, default=GATES_FILE)
     parser.add_argument("--out", type=Path, default=RESULTS, help="parent folder of the run")
     parser.add_argument("--gate", action="store_true", help="exit 1 when the gate fails")
+    parser.add_argument(
+        "--server-cpus",
+        type=parse_cpu_list,
+        metavar="LIST",
+        help="run the server and the ceiling on these CPUs (e.g. 0-1); default: unpinned",
+    )
+    parser.add_argument(
+        "--load-cpus",
+        type=parse_cpu_list,
+        metavar="LIST",
+        help="run Locust on these CPUs (e.g. 2-15), apart from the server's",
+    )
     args = parser.parse_args(argv)
 
     overrides = dict(item.split("=", 1) for item in args.set)
@@ -244,10 +263,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _say(f"benchmark {args.profile}: {len(clips)} clips from {args.clips}; results in {folder}")
 
     _say(f"[ceiling] {args.model} in-process, batch 1..64, {plan.ceiling_seconds_per_batch} s each")
-    first = measure_ceiling(settings, args.model, seconds_per_batch=plan.ceiling_seconds_per_batch)
+    with pinned(args.server_cpus):
+        first = measure_ceiling(
+            settings, args.model, seconds_per_batch=plan.ceiling_seconds_per_batch
+        )
     _say(format_ceiling(first))
     _say("[server] starting")
-    with server_process(args.model_repository, overrides, folder / "server.log") as server:
+    with server_process(
+        args.model_repository, overrides, folder / "server.log", cpus=args.server_cpus
+    ) as server:
         _say(f"[server] serving on {server.address} (metrics {server.metrics_url})")
         phases = [
             _measure_phase(
@@ -262,7 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for number, phase in enumerate(plan.phases, 1)
         ]
     _say("[ceiling] again, now that the load is over")
-    last = measure_ceiling(settings, args.model, seconds_per_batch=plan.ceiling_seconds_per_batch)
+    with pinned(args.server_cpus):
+        last = measure_ceiling(
+            settings, args.model, seconds_per_batch=plan.ceiling_seconds_per_batch
+        )
     ceiling = combine(first, last)
     _say(
         f"ceiling before {first.windows_per_s:.1f}, after {last.windows_per_s:.1f}, "
@@ -277,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         hop_ms=hop_ms,
         server_settings=overrides,
         cpu_count=os.cpu_count() or 0,
+        server_cpus=_cpu_list(args.server_cpus),
+        load_cpus=_cpu_list(args.load_cpus),
         ceiling=ceiling,
         phases=tuple(phases),
         ceiling_before_windows_per_s=first.windows_per_s,

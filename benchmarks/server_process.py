@@ -18,6 +18,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.cpus import pinned
+
 HOST = "127.0.0.1"
 _READY = "serving"
 _NOT_READY = "no model version loaded; health stays NOT_SERVING"
@@ -49,6 +51,7 @@ def server_process(
     settings: Mapping[str, str],
     log_file: Path,
     start_timeout_s: float = 180.0,
+    cpus: frozenset[int] | None = None,
 ) -> Iterator[RunningServer]:
     """Starts the server on 127.0.0.1 with free ports, waits until it serves, stops it on exit.
 
@@ -57,6 +60,7 @@ def server_process(
         settings: extra server settings by name (`max_batch_size` -> `--max-batch-size`).
         log_file: where the server's JSON log lines are written.
         start_timeout_s: how long loading and warming the models may take.
+        cpus: the CPUs the server runs on; None leaves it where the OS puts it.
 
     Raises:
         RuntimeError: the server exited or did not become ready in time.
@@ -65,13 +69,14 @@ def server_process(
              "--model-repository", str(model_repository)]  # fmt: skip
     for name, value in settings.items():
         flags += ["--" + name.replace("_", "-"), value]
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and flags, no shell
-        [sys.executable, "-m", "mozart_server", *flags],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=dict(os.environ),
-    )
+    with pinned(cpus):
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and flags, no shell
+            [sys.executable, "-m", "mozart_server", *flags],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=dict(os.environ),
+        )
     events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
 
     def copy_logs() -> None:
