@@ -15,8 +15,10 @@ def test_parses_ranges_and_single_cpus() -> None:
     available = sorted(os.sched_getaffinity(0))
     first, last = available[0], available[-1]
     assert parse_cpu_list(f"{first}") == {first}
-    assert parse_cpu_list(f"{first}-{last}") == set(range(first, last + 1)) & set(available)
-    assert parse_cpu_list(f"{last},{first}") == {first, last}
+    assert parse_cpu_list(f" {last},{first}") == {first, last}
+    if available == list(range(first, last + 1)):  # a range needs every CPU in it usable
+        assert parse_cpu_list(f"{first}-{last}") == set(available)
+    assert parse_cpu_list(f"{first}-{first}") == {first}
 
 
 @pytest.mark.parametrize("text", ["", "a", "3-1", "0-", "1,,2"])
