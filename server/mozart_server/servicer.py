@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -74,16 +75,13 @@ class AudioClassifierServicer(pb_grpc.AudioClassifierServicer):
         options = conversion.window_options(
             manifest, request.hop_ms, request.top_k, 0.0, self._settings.default_top_k
         )
-        if _cheap_to_decode(request.audio, audio_format, manifest.sample_rate_hz):
-            decoded, samples = self._decode_to_model_rate(
-                request.audio, audio_format, manifest.sample_rate_hz
-            )
-        else:
-            # Decoding and resampling a long clip takes milliseconds: keep both off the
-            # event loop, in one trip to a worker thread.
-            decoded, samples = await asyncio.to_thread(
-                self._decode_to_model_rate, request.audio, audio_format, manifest.sample_rate_hz
-            )
+        decode = functools.partial(
+            self._decode_to_model_rate, request.audio, audio_format, manifest.sample_rate_hz
+        )
+        # Decoding and resampling a long clip takes milliseconds: keep both off the event
+        # loop, in one trip to a worker thread; small raw PCM is cheaper to convert here.
+        cheap = _cheap_to_decode(request.audio, audio_format, manifest.sample_rate_hz)
+        decoded, samples = decode() if cheap else await asyncio.to_thread(decode)
         self._metrics.audio_processed.labels(method="Classify").inc(decoded.duration_s)
         hop = hop_samples(options.hop_ms, manifest.sample_rate_hz)
         windows = cut_windows(samples, manifest.window_samples, hop)
