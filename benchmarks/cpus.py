@@ -24,8 +24,7 @@ def parse_cpu_list(text: str) -> frozenset[int]:
             bounds = [int(bound) for bound in part.strip().split("-")]
             if len(bounds) > 2 or bounds[0] > bounds[-1]:
                 raise ValueError
-            low, high = bounds[0], bounds[-1]
-            cpus.update(range(low, high + 1))
+            cpus.update(range(bounds[0], bounds[-1] + 1))
     except ValueError:
         raise ValueError(f"{text!r} is not a CPU list such as 0-1 or 0,2,4-7") from None
     allowed = os.sched_getaffinity(0)

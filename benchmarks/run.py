@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.ceiling import combine, find_version, format_ceiling, measure_ceiling
+from benchmarks.ceiling import Ceiling, combine, find_version, format_ceiling, measure_ceiling
 from benchmarks.clips import DEFAULT_CLIPS, load_clips
 from benchmarks.cpus import parse_cpu_list, pinned
 from benchmarks.gate import GATES_FILE, evaluate, load_thresholds
@@ -262,11 +262,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder.mkdir(parents=True)
     _say(f"benchmark {args.profile}: {len(clips)} clips from {args.clips}; results in {folder}")
 
+    def ceiling_now() -> Ceiling:
+        with pinned(args.server_cpus):
+            return measure_ceiling(
+                settings, args.model, seconds_per_batch=plan.ceiling_seconds_per_batch
+            )
+
     _say(f"[ceiling] {args.model} in-process, batch 1..64, {plan.ceiling_seconds_per_batch} s each")
-    with pinned(args.server_cpus):
-        first = measure_ceiling(
-            settings, args.model, seconds_per_batch=plan.ceiling_seconds_per_batch
-        )
+    first = ceiling_now()
     _say(format_ceiling(first))
     _say("[server] starting")
     with server_process(
@@ -286,10 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for number, phase in enumerate(plan.phases, 1)
         ]
     _say("[ceiling] again, now that the load is over")
-    with pinned(args.server_cpus):
-        last = measure_ceiling(
-            settings, args.model, seconds_per_batch=plan.ceiling_seconds_per_batch
-        )
+    last = ceiling_now()
     ceiling = combine(first, last)
     _say(
         f"ceiling before {first.windows_per_s:.1f}, after {last.windows_per_s:.1f}, "
