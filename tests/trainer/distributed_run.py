@@ -15,6 +15,7 @@ import torch
 from mozart_trainer.training import checkpoint_path
 from tests.trainer.synthetic_training import small_config, train_small
 
+EPOCHS = 3
 BATCH_SIZE = 4
 # Odd on purpose: split across two ranks it leaves one window over, which must not
 # give one rank an extra batch (DDP would wait forever for the other).
@@ -25,7 +26,7 @@ def main(root: Path, out: Path) -> None:
     config = small_config(
         root,
         out,
-        "optim.epochs=3",
+        f"optim.epochs={EPOCHS}",
         f"optim.batch_size={BATCH_SIZE}",
         f"optim.max_windows_per_epoch={WINDOWS_PER_EPOCH}",
         "num_threads=1",

@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 import torch
 
+from tests.trainer.distributed_run import BATCH_SIZE, EPOCHS, WINDOWS_PER_EPOCH
+
 WORKER = Path(__file__).with_name("distributed_run.py")
 ROOT = Path(__file__).resolve().parents[2]
-BATCH_SIZE = 4  # distributed_run.py's settings
-EPOCHS = 3
-WINDOWS_PER_EPOCH = 81
 
 
 def _torchrun(ranks: int, corpus: Path, out: Path, env: dict[str, str]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from mozart_trainer.augment import random_eq
+from mozart_trainer.config import AugmentSettings
 from mozart_trainer.frontend import FrontEndConfig
 from mozart_trainer.model import AudioCNN, ModelConfig, count_parameters, macs_per_window
 
@@ -44,9 +46,6 @@ def test_macs_grow_with_the_channels() -> None:
 
 
 def test_random_eq_tilts_each_example_smoothly_within_its_bound() -> None:
-    from mozart_trainer.augment import random_eq  # noqa: PLC0415
-    from mozart_trainer.config import AugmentSettings  # noqa: PLC0415
-
     settings = AugmentSettings(eq_db=12.0)
     log_mel = torch.zeros(4, 1, 64, 10)
     tilted = random_eq(log_mel, settings, 1.0, torch.Generator().manual_seed(0))
