@@ -54,6 +54,21 @@ class AudioClassifierStub:
                 request_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.ListModelStatus = channel.unary_unary(
+                '/mozart.v1.AudioClassifier/ListModelStatus',
+                request_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.ListModelStatusRequest.SerializeToString,
+                response_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.ListModelStatusResponse.FromString,
+                _registered_method=True)
+        self.LoadModel = channel.unary_unary(
+                '/mozart.v1.AudioClassifier/LoadModel',
+                request_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.ModelStatus.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/mozart.v1.AudioClassifier/UnloadModel',
+                request_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.UnloadModelRequest.SerializeToString,
+                response_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.ModelStatus.FromString,
+                _registered_method=True)
 
 
 class AudioClassifierServicer:
@@ -91,6 +106,36 @@ class AudioClassifierServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModelStatus(self, request, context):
+        """Every model of the repository with the state of each version, including
+        versions that failed to load and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadModel(self, request, context):
+        """Loads a model from the repository, or brings a loaded one up to date: the
+        versions the server's version policy selects load, are checked against
+        their graph and warmed up, and only then take traffic. Versions no longer
+        selected drain and close. FAILED_PRECONDITION unless the server runs with
+        model_control_mode=explicit, or when no selected version loads (the
+        versions that were serving keep serving); NOT_FOUND when the repository
+        has no such model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
+        """Unloads every version of a model. Calls and streams in flight on it
+        finish; new ones get NOT_FOUND. FAILED_PRECONDITION unless the server runs
+        with model_control_mode=explicit; NOT_FOUND when the model is not loaded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AudioClassifierServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +158,21 @@ def add_AudioClassifierServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.GetModelRequest.FromString,
                     response_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.ModelInfo.SerializeToString,
+            ),
+            'ListModelStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModelStatus,
+                    request_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.ListModelStatusRequest.FromString,
+                    response_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.ListModelStatusResponse.SerializeToString,
+            ),
+            'LoadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.LoadModelRequest.FromString,
+                    response_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.ModelStatus.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.UnloadModelRequest.FromString,
+                    response_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.ModelStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +283,87 @@ class AudioClassifier:
             '/mozart.v1.AudioClassifier/GetModel',
             mozart__proto_dot_v1_dot_audio__classifier__pb2.GetModelRequest.SerializeToString,
             mozart__proto_dot_v1_dot_audio__classifier__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModelStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mozart.v1.AudioClassifier/ListModelStatus',
+            mozart__proto_dot_v1_dot_audio__classifier__pb2.ListModelStatusRequest.SerializeToString,
+            mozart__proto_dot_v1_dot_audio__classifier__pb2.ListModelStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mozart.v1.AudioClassifier/LoadModel',
+            mozart__proto_dot_v1_dot_audio__classifier__pb2.LoadModelRequest.SerializeToString,
+            mozart__proto_dot_v1_dot_audio__classifier__pb2.ModelStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mozart.v1.AudioClassifier/UnloadModel',
+            mozart__proto_dot_v1_dot_audio__classifier__pb2.UnloadModelRequest.SerializeToString,
+            mozart__proto_dot_v1_dot_audio__classifier__pb2.ModelStatus.FromString,
             options,
             channel_credentials,
             insecure,
