@@ -13,6 +13,7 @@ from mozart_client.connection import ConnectionOptions, RetryPolicy, TlsConfig
 from mozart_client.errors import (
     CancelledError,
     DeadlineExceededError,
+    FailedPreconditionError,
     InvalidInputError,
     MozartError,
     NotFoundError,
@@ -28,10 +29,13 @@ from mozart_client.results import (
     HealthStatus,
     LabelScore,
     ModelInfo,
+    ModelStatus,
     ServingStatus,
     StreamNotice,
     StreamResult,
     Summary,
+    VersionState,
+    VersionStatus,
     WindowResult,
 )
 
@@ -42,10 +46,12 @@ __all__ = [
     "Client",
     "ConnectionOptions",
     "DeadlineExceededError",
+    "FailedPreconditionError",
     "HealthStatus",
     "InvalidInputError",
     "LabelScore",
     "ModelInfo",
+    "ModelStatus",
     "MozartError",
     "NotFoundError",
     "OutOfRangeError",
@@ -59,6 +65,8 @@ __all__ = [
     "TlsConfig",
     "UnauthenticatedError",
     "UnavailableError",
+    "VersionState",
+    "VersionStatus",
     "WindowResult",
     "microphone_chunks",
 ]

@@ -31,12 +31,22 @@ from mozart_client.connection import (
 )
 from mozart_client.conversion import (
     classify_result_from_proto,
+    load_model_request,
     model_info_from_proto,
+    model_status_from_proto,
+    model_statuses_from_proto,
     serving_status_from_proto,
     stream_result_from_proto,
+    unload_model_request,
 )
 from mozart_client.errors import InvalidInputError, from_rpc_error
-from mozart_client.results import ClassifyResult, HealthStatus, ModelInfo, StreamResult
+from mozart_client.results import (
+    ClassifyResult,
+    HealthStatus,
+    ModelInfo,
+    ModelStatus,
+    StreamResult,
+)
 from mozart_client.streaming import Pacer, SendLog, config_request
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
@@ -214,6 +224,42 @@ class AsyncClient:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return model_info_from_proto(info)
+
+    async def model_status(self, *, timeout_s: float | None = _UNSET) -> list[ModelStatus]:
+        """Every model of the repository with each version's state; as `Client.model_status`."""
+        try:
+            response = await self._classifier.ListModelStatus(
+                pb.ListModelStatusRequest(),
+                timeout=self._deadline(timeout_s),
+                metadata=self.options.metadata(),
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return model_statuses_from_proto(response)
+
+    async def load_model(
+        self, name: str, *, reload: bool = False, timeout_s: float | None = _UNSET
+    ) -> ModelStatus:
+        """Loads or updates a model; arguments and errors as in `Client.load_model`."""
+        request = load_model_request(name, reload)
+        try:
+            status = await self._classifier.LoadModel(
+                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return model_status_from_proto(status)
+
+    async def unload_model(self, name: str, *, timeout_s: float | None = _UNSET) -> ModelStatus:
+        """Unloads every version of a model; arguments and errors as in `Client.unload_model`."""
+        request = unload_model_request(name)
+        try:
+            status = await self._classifier.UnloadModel(
+                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return model_status_from_proto(status)
 
     async def health(self, service: str = "", *, timeout_s: float | None = _UNSET) -> HealthStatus:
         """Asks `grpc.health.v1` about a service ("" is the whole server)."""

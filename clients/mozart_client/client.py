@@ -19,15 +19,20 @@ from mozart_client.connection import (
 )
 from mozart_client.conversion import (
     classify_result_from_proto,
+    load_model_request,
     model_info_from_proto,
+    model_status_from_proto,
+    model_statuses_from_proto,
     serving_status_from_proto,
     stream_result_from_proto,
+    unload_model_request,
 )
 from mozart_client.errors import InvalidInputError, from_rpc_error
 from mozart_client.results import (
     ClassifyResult,
     HealthStatus,
     ModelInfo,
+    ModelStatus,
     StreamResult,
 )
 from mozart_client.streaming import Pacer, SendLog, config_request
@@ -233,6 +238,82 @@ class Client:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return model_info_from_proto(info)
+
+    def model_status(self, *, timeout_s: float | None = _UNSET) -> list[ModelStatus]:
+        """Lists every model of the server's repository with the state of each version.
+
+        Unlike `models()`, this includes versions that are loading, unloading or
+        failed to load, with the reason.
+        """
+        try:
+            response = self._classifier.ListModelStatus(
+                pb.ListModelStatusRequest(),
+                timeout=self._deadline(timeout_s),
+                metadata=self.options.metadata(),
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return model_statuses_from_proto(response)
+
+    def load_model(
+        self, name: str, *, reload: bool = False, timeout_s: float | None = _UNSET
+    ) -> ModelStatus:
+        """Loads a model from the server's repository, or brings a loaded one up to date.
+
+        The server loads the versions its version policy selects, warms them up
+        and only then lets them take traffic; versions no longer selected drain.
+        Needs a server started with `--model-control-mode explicit`.
+
+        Args:
+            name: The model's name in the repository.
+            reload: Load every selected version again, even those serving and
+                unchanged on disk (the new copies swap in once warmed up).
+            timeout_s: Deadline in seconds; defaults to `options.timeout_s`,
+                None waits forever. Large models may need longer to load.
+
+        Returns:
+            The model's status after the load.
+
+        Raises:
+            FailedPreconditionError: The server is not in explicit model-control
+                mode, or no selected version loaded (those serving keep serving).
+            NotFoundError: The repository has no such model.
+            InvalidInputError: `name` is empty (nothing is sent).
+        """
+        request = load_model_request(name, reload)
+        try:
+            status = self._classifier.LoadModel(
+                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return model_status_from_proto(status)
+
+    def unload_model(self, name: str, *, timeout_s: float | None = _UNSET) -> ModelStatus:
+        """Unloads every version of a model; calls in flight on it finish.
+
+        Needs a server started with `--model-control-mode explicit`.
+
+        Args:
+            name: The model's name.
+            timeout_s: Deadline in seconds; defaults to `options.timeout_s`.
+
+        Returns:
+            The model's status after the unload.
+
+        Raises:
+            FailedPreconditionError: The server is not in explicit model-control mode.
+            NotFoundError: The model is not loaded.
+            InvalidInputError: `name` is empty (nothing is sent).
+        """
+        request = unload_model_request(name)
+        try:
+            status = self._classifier.UnloadModel(
+                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return model_status_from_proto(status)
 
     def health(self, service: str = "", *, timeout_s: float | None = _UNSET) -> HealthStatus:
         """Asks `grpc.health.v1` about a service ("" is the whole server)."""

@@ -17,10 +17,13 @@ HEALTH = "grpc.health.v1.Health"
 
 # Only calls that are safe to repeat are retried. A stream is never retried: its
 # audio has been consumed and its results may already have reached the caller.
+# LoadModel and UnloadModel change the server: a retried reload loads twice and a
+# retried unload answers NOT_FOUND, so they are left to the caller.
 IDEMPOTENT_METHODS: tuple[tuple[str, str], ...] = (
     (AUDIO_CLASSIFIER, "Classify"),
     (AUDIO_CLASSIFIER, "ListModels"),
     (AUDIO_CLASSIFIER, "GetModel"),
+    (AUDIO_CLASSIFIER, "ListModelStatus"),
     (HEALTH, "Check"),
 )
 

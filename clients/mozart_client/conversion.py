@@ -1,4 +1,8 @@
-"""Conversion from mozart.v1 protobuf messages to the SDK's frozen dataclasses."""
+"""Conversion between mozart.v1 protobuf messages and the SDK's frozen dataclasses.
+
+Both clients build their requests and read their answers here, so `Client` and
+`AsyncClient` differ only in how they wait.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,30 @@ from collections.abc import Iterable
 
 from grpc_health.v1 import health_pb2
 
+from mozart_client.errors import InvalidInputError
 from mozart_client.results import (
     ClassifyResult,
     LabelScore,
     ModelInfo,
+    ModelStatus,
     ServingStatus,
     StreamNotice,
     StreamResult,
     Summary,
+    VersionState,
+    VersionStatus,
     WindowResult,
 )
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 
 _TASK_NAMES = {pb.TASK_MULTICLASS: "multiclass", pb.TASK_MULTILABEL: "multilabel"}
+
+_VERSION_STATES = {
+    pb.VERSION_STATE_LOADING: VersionState.LOADING,
+    pb.VERSION_STATE_READY: VersionState.READY,
+    pb.VERSION_STATE_UNLOADING: VersionState.UNLOADING,
+    pb.VERSION_STATE_UNAVAILABLE: VersionState.UNAVAILABLE,
+}
 
 
 def _label_scores(scores: Iterable[pb.LabelScore]) -> tuple[LabelScore, ...]:
@@ -98,6 +113,43 @@ def model_info_from_proto(info: pb.ModelInfo) -> ModelInfo:
         window_ms=info.window_ms,
         default_hop_ms=info.default_hop_ms,
     )
+
+
+def model_status_from_proto(status: pb.ModelStatus) -> ModelStatus:
+    """Builds a ModelStatus from its message; unknown states become UNSPECIFIED."""
+    return ModelStatus(
+        name=status.name,
+        versions=tuple(
+            VersionStatus(
+                version=v.version,
+                state=_VERSION_STATES.get(v.state, VersionState.UNSPECIFIED),
+                reason=v.reason,
+            )
+            for v in status.versions
+        ),
+    )
+
+
+def model_statuses_from_proto(response: pb.ListModelStatusResponse) -> list[ModelStatus]:
+    """Builds one ModelStatus per model of a ListModelStatusResponse."""
+    return [model_status_from_proto(status) for status in response.models]
+
+
+def load_model_request(name: str, reload: bool) -> pb.LoadModelRequest:
+    """The LoadModel request; raises InvalidInputError before sending for no name."""
+    return pb.LoadModelRequest(name=_model_to_control(name), reload=reload)
+
+
+def unload_model_request(name: str) -> pb.UnloadModelRequest:
+    """The UnloadModel request; raises InvalidInputError before sending for no name."""
+    return pb.UnloadModelRequest(name=_model_to_control(name))
+
+
+def _model_to_control(name: str) -> str:
+    # An empty name would reach the server as "no such model"; say what is wrong here.
+    if not name or not name.strip():
+        raise InvalidInputError("name the model to load or unload")
+    return name
 
 
 def serving_status_from_proto(status: int) -> ServingStatus:

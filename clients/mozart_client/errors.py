@@ -45,6 +45,14 @@ class NotFoundError(MozartError):
     """The model, or the requested version of it, is not loaded."""
 
 
+class FailedPreconditionError(MozartError):
+    """The server is not in a state to do this (FAILED_PRECONDITION).
+
+    Model control raises it when the server does not run with
+    `model_control_mode=explicit`, and when a load finds no version that loads.
+    """
+
+
 class ResourceExhaustedError(MozartError):
     """The server's queue is full or the caller is rate limited; retry later."""
 
@@ -68,6 +76,7 @@ _ERROR_BY_CODE: dict[grpc.StatusCode, type[MozartError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidInputError,
     grpc.StatusCode.OUT_OF_RANGE: OutOfRangeError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     grpc.StatusCode.CANCELLED: CancelledError,

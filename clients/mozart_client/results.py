@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 
 
 class ServingStatus(Enum):
@@ -129,3 +129,56 @@ class HealthStatus:
     def serving(self) -> bool:
         """True when the service answers SERVING."""
         return self.status is ServingStatus.SERVING
+
+
+class VersionState(StrEnum):
+    """Where a model version is in its lifecycle (`mozart.v1.VersionState`).
+
+    A StrEnum, so `state == "READY"` holds and JSON shows the name.
+    """
+
+    UNSPECIFIED = "UNSPECIFIED"
+    LOADING = "LOADING"
+    READY = "READY"
+    UNLOADING = "UNLOADING"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    """The state of one version of a model.
+
+    Attributes:
+        version: The version's name, e.g. "1".
+        state: LOADING, READY (serving), UNLOADING (finishing its calls) or
+            UNAVAILABLE; UNSPECIFIED for a state this SDK does not know.
+        reason: Why an UNAVAILABLE version is not serving: its load error, or
+            "unloaded"; empty otherwise.
+    """
+
+    version: str
+    state: VersionState
+    reason: str = ""
+
+    @property
+    def ready(self) -> bool:
+        """True when the version is serving."""
+        return self.state is VersionState.READY
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """A model of the server's repository and the state of each of its versions.
+
+    Attributes:
+        name: The model's name.
+        versions: The versions the server knows of, oldest first.
+    """
+
+    name: str
+    versions: tuple[VersionStatus, ...]
+
+    @property
+    def ready_versions(self) -> tuple[str, ...]:
+        """The versions that are serving, oldest first."""
+        return tuple(v.version for v in self.versions if v.ready)
