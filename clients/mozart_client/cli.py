@@ -1,4 +1,7 @@
-"""The `mozart classify`, `stream`, `models` and `health` commands."""
+"""The `mozart classify`, `stream`, `models` and `health` commands.
+
+`mozart models` and its model-control actions live in `cli_models`.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,12 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from mozart_client import cli_output
+from mozart_client import cli_models, cli_output
 from mozart_client.client import Client
 from mozart_client.connection import AUDIO_CLASSIFIER, DEFAULT_TARGET, TlsConfig
 from mozart_client.errors import (
     DeadlineExceededError,
+    FailedPreconditionError,
     InvalidInputError,
     MozartError,
     NotFoundError,
@@ -40,6 +44,7 @@ class ExitCode(IntEnum):
     RESOURCE_EXHAUSTED = 8
     SERVER_ERROR = 9
     NOT_SERVING = 10
+    FAILED_PRECONDITION = 11
 
 
 _EXIT_BY_ERROR: tuple[tuple[type[MozartError], ExitCode], ...] = (
@@ -49,6 +54,7 @@ _EXIT_BY_ERROR: tuple[tuple[type[MozartError], ExitCode], ...] = (
     (NotFoundError, ExitCode.NOT_FOUND),
     (DeadlineExceededError, ExitCode.DEADLINE_EXCEEDED),
     (ResourceExhaustedError, ExitCode.RESOURCE_EXHAUSTED),
+    (FailedPreconditionError, ExitCode.FAILED_PRECONDITION),
     (ServerError, ExitCode.SERVER_ERROR),
 )
 
@@ -132,7 +138,13 @@ def register(subparsers: Any) -> None:
     )
     stream.set_defaults(handler=_guarded(run_stream), timeout_s=None)
 
-    models = subparsers.add_parser("models", parents=[connection], help="list the loaded models")
+    models = subparsers.add_parser(
+        "models",
+        parents=[connection],
+        help="list the loaded models; show their status, load, reload or unload them",
+        usage="%(prog)s [list | status [NAME] | load NAME | reload NAME | unload NAME] [options]",
+    )
+    cli_models.add_arguments(models)
     models.set_defaults(handler=_guarded(run_models))
 
     health = subparsers.add_parser("health", parents=[connection], help="check server health")
@@ -232,10 +244,13 @@ def run_stream(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    """`mozart models`: the loaded models."""
+    """`mozart models [ACTION [NAME]]`: list, show the status of, load or unload models."""
+    problem = cli_models.usage_problem(args)
+    if problem is not None:
+        print(f"mozart models: error: {problem}", file=sys.stderr)
+        return ExitCode.USAGE
     with _client(args) as client:
-        models = client.models()
-    print(cli_output.to_json(models) if args.json else cli_output.models_table(models))
+        cli_models.run(args, client)
     return ExitCode.OK
 
 

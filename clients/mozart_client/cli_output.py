@@ -12,6 +12,7 @@ from mozart_client.results import (
     HealthStatus,
     LabelScore,
     ModelInfo,
+    ModelStatus,
     StreamNotice,
     StreamResult,
     Summary,
@@ -127,6 +128,27 @@ def models_table(models: Sequence[ModelInfo]) -> str:
         for m in models
     ]
     return table(["NAME", "VERSIONS", "TASK", "RATE_HZ", "WINDOW_MS", "HOP_MS", "LABELS"], rows)
+
+
+def model_status_table(statuses: Sequence[ModelStatus]) -> str:
+    """One row per model version: model, version, state and why it is not serving.
+
+    A model with no version the server knows of gets one row with "-" for both.
+    """
+    rows: list[list[str]] = []
+    for status in statuses:
+        if not status.versions:
+            rows.append([status.name, "-", "-", ""])
+        for version in status.versions:
+            rows.append(
+                [status.name, version.version, version.state.value, _one_line(version.reason)]
+            )
+    return table(["MODEL", "VERSION", "STATE", "REASON"], rows)
+
+
+def _one_line(text: str) -> str:
+    # A load error can span lines (a traceback's last frames); a table row cannot.
+    return " ".join(text.split())
 
 
 def health_table(statuses: Sequence[HealthStatus]) -> str:
