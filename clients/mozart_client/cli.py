@@ -113,6 +113,9 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: Any) -> None:
     """Adds the client commands to the `mozart` command."""
     connection = _connection_arguments()
+    # A parent's actions are shared by every parser built from it, so stream's
+    # set_defaults(timeout_s=None) would change --timeout-s for all; it gets its own.
+    stream_connection = _connection_arguments()
 
     classify = subparsers.add_parser(
         "classify", parents=[connection], help="classify audio files (WAV, FLAC, Ogg)"
@@ -123,7 +126,7 @@ def register(subparsers: Any) -> None:
     classify.set_defaults(handler=_guarded(run_classify))
 
     stream = subparsers.add_parser(
-        "stream", parents=[connection], help="stream an audio file and print results live"
+        "stream", parents=[stream_connection], help="stream an audio file and print results live"
     )
     stream.add_argument("file", metavar="FILE", help="audio file")
     _model_arguments(stream)

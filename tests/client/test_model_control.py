@@ -518,3 +518,11 @@ def test_usage_problems_are_found_without_a_server() -> None:
     assert problem("load", "tiny") is None
     assert problem("unload") == "`mozart models unload` needs the NAME of a model"
     assert problem("list", "tiny") is not None
+
+
+def test_help_shows_the_deadline_unary_commands_really_use(capsys) -> None:
+    """`stream` has no default deadline; that must not leak into the others' help."""
+    for command, default in (("models", "(default 10.0)"), ("stream", "(default None)")):
+        code, out, _ = mozart(capsys, command, "--help")
+        assert code == 0
+        assert default in " ".join(out.split())
