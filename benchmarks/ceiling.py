@@ -1,6 +1,6 @@
 """The compute ceiling: the served model run in-process by ONNX Runtime, with the server's settings.
 
-The engine is the server's own `OnnxEngine`, built from the same `ServerSettings` (threads,
+The engine is the server's own, built by its EngineFactory from the same `ServerSettings` (threads,
 spinning, graph optimization, instances), so the ceiling differs from the server only by
 everything the server adds: gRPC, decoding, windowing, batching.
 
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mozart_server.onnx_engine import OnnxEngine
-from mozart_server.repository import VersionDir, discover, read_manifest
+from mozart_server.engines import Engine, EngineFactory
+from mozart_server.models.manifest import read_manifest
+from mozart_server.models.repository import VersionDir, discover
 from mozart_server.settings import ServerSettings, VersionPolicy
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
@@ -73,11 +74,11 @@ def find_version(settings: ServerSettings, model: str) -> VersionDir:
     """
     found = [
         version
-        for version in discover(settings.model_repository, VersionPolicy.LATEST, 1, ())
+        for version in discover(settings.repository.model_repository, VersionPolicy.LATEST, 1, ())
         if version.name == model
     ]
     if not found:
-        raise LookupError(f"model {model!r} is not in {settings.model_repository}")
+        raise LookupError(f"model {model!r} is not in {settings.repository.model_repository}")
     return found[-1]
 
 
@@ -87,7 +88,7 @@ def _percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def _measure(
-    engine: OnnxEngine, batch: np.ndarray, seconds: float, instances: int
+    engine: Engine, batch: np.ndarray, seconds: float, instances: int
 ) -> BatchMeasurement:
     """Runs `batch` on `instances` threads for `seconds`, as the server's batcher would."""
     latencies_s: list[float] = []
@@ -128,7 +129,7 @@ def measure_ceiling(
     """Measures windows/s and latency for each batch size with the server's engine settings."""
     version = find_version(settings, model)
     manifest = read_manifest(version)
-    engine = OnnxEngine(version.model_file, settings)
+    engine = EngineFactory(settings.engine).create(version.path)
     rng = np.random.default_rng(0)
     measurements = []
     try:
@@ -143,8 +144,8 @@ def measure_ceiling(
         version=manifest.version,
         window_samples=manifest.window_samples,
         sample_rate_hz=manifest.sample_rate_hz,
-        instances=settings.instances,
-        intra_op_threads=settings.intra_op_threads,
+        instances=settings.engine.onnx.instances,
+        intra_op_threads=settings.engine.onnx.intra_op_threads,
         batches=tuple(measurements),
     )
 

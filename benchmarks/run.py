@@ -28,7 +28,7 @@ from benchmarks.report import write_report
 from benchmarks.results import PhaseResult, Summary, read_raw, server_delta
 from benchmarks.server_process import RunningServer, scrape, server_process
 from mozart_server.errors import ModelLoadError
-from mozart_server.repository import read_manifest
+from mozart_server.models.manifest import read_manifest
 from mozart_server.settings import ServerSettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,9 @@
-"""The composition root: settings -> metrics -> models (engine, batcher) -> servicers -> server.
+"""The composition root, and the only place that builds objects.
 
-It owns start-up and shutdown; nothing else constructs global state. To serve another API
-on the same models, add its servicer in `_add_servicers`.
+settings -> metrics -> engine factory -> version loader (batchers) -> registry ->
+model control -> inference (clips, stream sessions) -> servicers -> gRPC server.
+It owns start-up and shutdown. To serve another API on the same models, build its
+servicer in `_add_servicers` from the same inference objects.
 """
 
 from __future__ import annotations
@@ -17,19 +19,36 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from mozart_proto.inference import grpc_service_pb2_grpc as v2_grpc
 from mozart_proto.v1 import audio_classifier_pb2_grpc
-from mozart_server.health import ServingState
-from mozart_server.inference_v2 import INFERENCE_SERVICE_NAME, add_inference_service
-from mozart_server.interceptors import ServingInterceptor
-from mozart_server.metrics import ServerMetrics
-from mozart_server.registry import ModelRegistry, load_models
-from mozart_server.servicer import SERVICE_NAME, AudioClassifierServicer
-from mozart_server.settings import ServerSettings
+from mozart_server.api.health import ServingState
+from mozart_server.api.interceptors import ServingInterceptor
+from mozart_server.api.v1.servicer import SERVICE_NAME, AudioClassifierServicer
+from mozart_server.api.v2.servicer import INFERENCE_SERVICE_NAME, InferenceServicer
+from mozart_server.batching.batcher import BatcherConfig
+from mozart_server.engines import EngineFactory
+from mozart_server.inference.clips import ClipClassifier
+from mozart_server.inference.streams import StreamSession
+from mozart_server.models.control import ModelControl
+from mozart_server.models.loader import VersionLoader
+from mozart_server.models.registry import ModelRegistry
+from mozart_server.observability.metrics import ServerMetrics
+from mozart_server.settings import BatchingSettings, ServerSettings, TlsSettings
 
 logger = logging.getLogger(__name__)
 
 # Services behind the call envelope (auth, draining, error mapping, metrics).
 SERVED_SERVICES = (SERVICE_NAME, INFERENCE_SERVICE_NAME)
+
+
+def batcher_config(settings: BatchingSettings) -> BatcherConfig:
+    """The batcher knobs of every model version."""
+    return BatcherConfig(
+        max_batch_size=settings.max_batch_size,
+        max_queue_delay_us=settings.max_queue_delay_us,
+        preferred_batch_sizes=tuple(settings.preferred_batch_sizes),
+        max_queue_windows=settings.max_queue_windows,
+    )
 
 
 class MozartServer:
@@ -38,76 +57,101 @@ class MozartServer:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.metrics = ServerMetrics(CollectorRegistry())
-        self.registry = ModelRegistry()
+        self.registry = ModelRegistry(self.metrics)
+        loader = VersionLoader(
+            EngineFactory(settings.engine), batcher_config(settings.batching), self.metrics
+        )
+        self.control = ModelControl(settings.repository, self.registry, loader, self.metrics)
+        self.clips = ClipClassifier(self.registry, settings.streams, self.metrics)
+        self.state = ServingState(SERVED_SERVICES)
+        self.control.add_listener(self._update_health)
         self.port = 0
         self.metrics_port = 0
-        self._state: ServingState | None = None
         self._server: grpc.aio.Server | None = None
         self._metrics_http: tuple[WSGIServer, Thread] | None = None
 
-    def _add_servicers(self, server: grpc.aio.Server, state: ServingState) -> None:
-        audio_classifier_pb2_grpc.add_AudioClassifierServicer_to_server(  # type: ignore[no-untyped-call]
-            AudioClassifierServicer(self.registry, self.settings, self.metrics, state), server
+    def _new_stream(self) -> StreamSession:
+        return StreamSession(
+            self.registry, self.settings.streams, self.metrics, self.state.draining
         )
-        add_inference_service(server, self.registry, self.settings, self.metrics, state)
+
+    def _add_servicers(self, server: grpc.aio.Server) -> None:
+        audio_classifier_pb2_grpc.add_AudioClassifierServicer_to_server(  # type: ignore[no-untyped-call]
+            AudioClassifierServicer(self.registry, self.control, self.clips, self._new_stream),
+            server,
+        )
+        v2_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            InferenceServicer(
+                self.registry, self.control, self.clips, self.state, self.settings.repository
+            ),
+            server,
+        )
+
+    async def _update_health(self) -> None:
+        ready = self.control.ready()
+        first = not self.state.started
+        changed = ready != self.state.ready
+        await self.state.set_ready(ready, has_models=bool(self.registry.names()))
+        if self.state.draining.is_set() or not (first or changed):
+            return
+        if ready:
+            logger.info("serving", extra={"models": self.registry.names()})
+        else:
+            logger.error(
+                "no model version loaded; health stays NOT_SERVING"
+                if not self.registry.names()
+                else "not every model has a serving version; health says NOT_SERVING",
+                extra={"reasons": self.control.not_ready_reasons()},
+            )
 
     async def start(self) -> None:
-        """Binds the ports, loads and warms the models, then reports SERVING."""
+        """Binds the ports, loads and warms the models, then reports SERVING when ready."""
         settings = self.settings
+        network = settings.network
         httpd, thread = start_http_server(
-            settings.metrics_port, settings.metrics_host, registry=self.metrics.registry
+            network.metrics_port, network.metrics_host, registry=self.metrics.registry
         )
         self._metrics_http = (httpd, thread)
         self.metrics_port = httpd.server_port
-        state = ServingState(SERVED_SERVICES)
-        self._state = state
         server = grpc.aio.server(
             interceptors=[
-                ServingInterceptor(self.metrics, state, SERVED_SERVICES, settings.auth_token)
+                ServingInterceptor(self.metrics, self.state, SERVED_SERVICES, network.auth_token)
             ],
             options=[
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
-                ("grpc.max_send_message_length", settings.max_message_bytes),
+                ("grpc.max_receive_message_length", network.max_message_bytes),
+                ("grpc.max_send_message_length", network.max_message_bytes),
             ],
         )
         self._server = server
-        health_pb2_grpc.add_HealthServicer_to_server(state.health_servicer, server)
-        self._add_servicers(server, state)
+        health_pb2_grpc.add_HealthServicer_to_server(self.state.health_servicer, server)
+        self._add_servicers(server)
         reflection.enable_server_reflection(
             (*SERVED_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME),
             server,
         )  # fmt: skip
-        address = f"{settings.host}:{settings.port}"
-        credentials = _server_credentials(settings)
+        address = f"{network.host}:{network.port}"
+        credentials = _server_credentials(settings.tls)
         if credentials is None:
             self.port = server.add_insecure_port(address)
         else:
             self.port = server.add_secure_port(address, credentials)
-        await state.set_not_serving()
+        await self.state.set_not_serving()
         await server.start()
         logger.info(
             "server started",
             extra={"grpc_port": self.port, "metrics_port": self.metrics_port,
-                   "tls": credentials is not None},
+                   "tls": credentials is not None,
+                   "model_control_mode": settings.repository.model_control_mode.value},
         )  # fmt: skip
-        await load_models(self.registry, settings, self.metrics)
-        self.registry.start()
-        if self.registry.all_models():
-            await state.set_serving()
-            logger.info("serving", extra={"models": self.registry.names()})
-        else:
-            logger.error(
-                "no model version loaded; health stays NOT_SERVING",
-                extra={"failures": [failure.reason for failure in self.registry.failures]},
-            )
+        await self.control.start()
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drains: NOT_SERVING, refuse new calls, let in-flight work finish, close engines."""
-        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        grace = self.settings.process.shutdown_grace_s if grace_s is None else grace_s
         logger.info("draining", extra={"grace_s": grace})
-        if self._state is not None:
-            await self._state.begin_draining()
+        await self.state.begin_draining()
+        await self.control.aclose()
         if self._server is not None:
             await self._server.stop(grace)
         try:
@@ -133,7 +177,7 @@ class MozartServer:
         await self.stop()
 
 
-def _server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
+def _server_credentials(settings: TlsSettings) -> grpc.ServerCredentials | None:
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
     client_ca = settings.tls_client_ca_file

@@ -13,15 +13,15 @@ from pydantic import ValidationError
 
 from mozart_server.app import MozartServer
 from mozart_server.errors import ModelLoadError
-from mozart_server.logs import configure_logging
-from mozart_server.settings import CONFIG_FILE_VARIABLE, ServerSettings
+from mozart_server.observability.logs import configure_logging
+from mozart_server.settings import CONFIG_FILE_VARIABLE, ServerSettings, flat_fields
 
 logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds one flag per setting; unset flags fall back to the environment, then the file."""
-    for name, field in ServerSettings.model_fields.items():
+    for name, (_, field) in flat_fields().items():
         flag = "--" + name.replace("_", "-")
         help_text = f"{field.description} (env MOZART_{name.upper()})"
         parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=help_text)
@@ -30,9 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def serve(args: argparse.Namespace) -> int:
     """Runs the server until SIGTERM or SIGINT; returns the exit code."""
     overrides: dict[str, Any] = {
-        name: value
-        for name in ServerSettings.model_fields
-        if (value := getattr(args, name, None)) is not None
+        name: value for name in flat_fields() if (value := getattr(args, name, None)) is not None
     }
     try:
         settings = ServerSettings(**overrides)
@@ -43,7 +41,7 @@ def serve(args: argparse.Namespace) -> int:
             where = f"setting {setting}" if setting else "settings"
             print(f"mozart serve: invalid {where}: {problem['msg']}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.process.log_level)
     try:
         asyncio.run(MozartServer(settings).serve_until_signal())
     except ModelLoadError as error:

@@ -41,6 +41,12 @@ class ResourceExhaustedError(MozartError):
     status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class FailedPreconditionError(MozartError):
+    """The server is not in a state that allows the call (e.g. model control is off)."""
+
+    status_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class UnauthenticatedError(MozartError):
     """A missing or wrong bearer token."""
 

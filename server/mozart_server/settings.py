@@ -1,13 +1,22 @@
-"""The server's settings: one pydantic-settings model, from flags, `MOZART_` variables or a file."""
+"""The server's settings: nested sections, read from flags, `MOZART_` variables or a TOML file.
+
+Every setting has one flat name, unique across sections, that is its flag
+(`--max-batch-size`), its environment variable (`MOZART_MAX_BATCH_SIZE`) and its
+keyword (`ServerSettings(max_batch_size=8)`). In code it lives in its section
+(`settings.batching.max_batch_size`), and in a TOML file either flat or under
+`[batching]`.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -17,6 +26,7 @@ from pydantic_settings import (
 )
 
 CONFIG_FILE_VARIABLE = "MOZART_CONFIG_FILE"
+ENV_PREFIX = "MOZART_"
 
 
 class VersionPolicy(StrEnum):
@@ -25,6 +35,21 @@ class VersionPolicy(StrEnum):
     LATEST = "latest"
     ALL = "all"
     SPECIFIC = "specific"
+
+
+class ModelControlMode(StrEnum):
+    """How the set of served models may change while the server runs (Triton's modes)."""
+
+    NONE = "none"
+    POLL = "poll"
+    EXPLICIT = "explicit"
+
+
+class Readiness(StrEnum):
+    """When the server reports SERVING: some model serves, or every model named serves."""
+
+    ANY = "any"
+    ALL = "all"
 
 
 class GraphOptimizationLevel(StrEnum):
@@ -43,14 +68,20 @@ class ProviderMismatch(StrEnum):
     WARN = "warn"
 
 
-class ServerSettings(BaseSettings):
-    """Every knob of `mozart serve`. Units are in the names."""
+def _split_commas(value: Any) -> Any:
+    # Flags and environment variables give lists as "a,b,c".
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
-    model_config = SettingsConfigDict(
-        env_prefix="MOZART_", extra="forbid", frozen=True, validate_default=True
-    )
 
-    # Network.
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class NetworkSettings(_Section):
+    """Where the server listens, and how large a message may be."""
+
     host: str = Field(default="127.0.0.1", description="Address the gRPC server binds.")
     port: int = Field(default=8001, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
     metrics_host: str = Field(
@@ -65,6 +96,11 @@ class ServerSettings(BaseSettings):
     auth_token: str | None = Field(
         default=None, description="When set, every call needs `authorization: Bearer <token>`."
     )
+
+
+class TlsSettings(_Section):
+    """Server TLS and, optionally, client certificates (mTLS)."""
+
     tls_cert_file: Path | None = Field(
         default=None, description="PEM server certificate; enables TLS."
     )
@@ -74,7 +110,18 @@ class ServerSettings(BaseSettings):
         description="PEM CA bundle; when set, clients must present a certificate (mTLS).",
     )
 
-    # Models.
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
+
+
+class RepositorySettings(_Section):
+    """The model repository, which versions serve, and how that set may change."""
+
     model_repository: Path = Field(
         default=Path("models"), description="Folder of <name>/<version>/."
     )
@@ -87,8 +134,37 @@ class ServerSettings(BaseSettings):
     specific_versions: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Versions `specific` loads (comma-separated)."
     )
+    model_control_mode: ModelControlMode = Field(
+        default=ModelControlMode.NONE,
+        description="none (load at start), poll (follow the repository), explicit (load/unload "
+        "calls only).",
+    )
+    repository_poll_s: float = Field(
+        default=5.0, gt=0, description="How often `poll` looks at the repository, in seconds."
+    )
+    startup_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"],
+        description="Models `explicit` loads at start (comma-separated; * is every model; "
+        "empty is none).",
+    )
+    readiness: Readiness = Field(
+        default=Readiness.ANY,
+        description="any: SERVING once some model serves; all: only while every model named "
+        "in the repository has a serving version.",
+    )
 
-    # Engine (ONNX Runtime).
+    _lists = field_validator("specific_versions", "startup_models", mode="before")(_split_commas)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.version_policy is VersionPolicy.SPECIFIC and not self.specific_versions:
+            raise ValueError("version_policy=specific needs specific_versions")
+        return self
+
+
+class OnnxSettings(_Section):
+    """ONNX Runtime sessions: providers, instances, threads."""
+
     providers: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["CPUExecutionProvider"],
         description="ONNX Runtime execution providers, in priority order (comma-separated).",
@@ -114,7 +190,31 @@ class ServerSettings(BaseSettings):
         default=GraphOptimizationLevel.ALL, description="ORT graph optimization level."
     )
 
-    # Dynamic batcher.
+    _lists = field_validator("providers", mode="before")(_split_commas)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if not self.providers:
+            raise ValueError("providers must name at least one ONNX Runtime provider")
+        return self
+
+
+class EngineSettings(_Section):
+    """Which engine serves a version, and each engine's own settings."""
+
+    engine_priority: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["onnxruntime"],
+        description="Engine kinds in priority order (comma-separated); the first whose "
+        "artifact a version has serves it.",
+    )
+    onnx: OnnxSettings = OnnxSettings()
+
+    _lists = field_validator("engine_priority", mode="before")(_split_commas)
+
+
+class BatchingSettings(_Section):
+    """Triton's dynamic batching knobs, per model version."""
+
     max_batch_size: int = Field(default=16, ge=1, le=4096, description="Most windows in one batch.")
     max_queue_delay_us: int = Field(
         default=0, ge=0, le=1_000_000, description="How long a batch may wait to fill up."
@@ -129,7 +229,21 @@ class ServerSettings(BaseSettings):
         description="Most windows queued per model version; more is RESOURCE_EXHAUSTED.",
     )
 
-    # Requests and streams.
+    _lists = field_validator("preferred_batch_sizes", mode="before")(_split_commas)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if any(size < 1 or size > self.max_batch_size for size in self.preferred_batch_sizes):
+            raise ValueError(
+                f"preferred_batch_sizes must lie in 1..max_batch_size ({self.max_batch_size}): "
+                f"{self.preferred_batch_sizes}"
+            )
+        return self
+
+
+class StreamSettings(_Section):
+    """Limits and defaults of clips and streams."""
+
     default_top_k: int = Field(
         default=5, ge=1, description="Labels per result when a request asks for 0."
     )
@@ -152,19 +266,14 @@ class ServerSettings(BaseSettings):
         description="Windows one stream may have queued or computing before reads pause.",
     )
 
-    # Lifecycle and logs.
+
+class ProcessSettings(_Section):
+    """Shutdown and logs."""
+
     shutdown_grace_s: float = Field(
         default=10.0, ge=0, description="How long in-flight work may finish after SIGTERM."
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
-
-    @field_validator("providers", "specific_versions", "preferred_batch_sizes", mode="before")
-    @classmethod
-    def _split_commas(cls, value: Any) -> Any:
-        # Flags and environment variables give lists as "a,b,c".
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
 
     @field_validator("log_level")
     @classmethod
@@ -176,22 +285,25 @@ class ServerSettings(BaseSettings):
             )
         return level
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if not self.providers:
-            raise ValueError("providers must name at least one ONNX Runtime provider")
-        if any(size < 1 or size > self.max_batch_size for size in self.preferred_batch_sizes):
-            raise ValueError(
-                f"preferred_batch_sizes must lie in 1..max_batch_size ({self.max_batch_size}): "
-                f"{self.preferred_batch_sizes}"
-            )
-        if self.version_policy is VersionPolicy.SPECIFIC and not self.specific_versions:
-            raise ValueError("version_policy=specific needs specific_versions")
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("tls_cert_file and tls_key_file must be set together")
-        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
-            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
-        return self
+
+class ServerSettings(BaseSettings):
+    """Every knob of `mozart serve`, in sections. Units are in the names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_default=True
+    )
+
+    network: NetworkSettings = NetworkSettings()
+    tls: TlsSettings = TlsSettings()
+    repository: RepositorySettings = RepositorySettings()
+    engine: EngineSettings = EngineSettings()
+    batching: BatchingSettings = BatchingSettings()
+    streams: StreamSettings = StreamSettings()
+    process: ProcessSettings = ProcessSettings()
+
+    def __init__(self, **values: Any) -> None:
+        """Settings from keywords (flat names or sections), then the environment, then a file."""
+        super().__init__(**values)
 
     @classmethod
     def settings_customise_sources(
@@ -202,9 +314,84 @@ class ServerSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Flags beat environment variables, which beat the optional TOML config file."""
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        """Flags (keywords) beat environment variables, which beat the optional TOML file."""
+        sources: list[PydanticBaseSettingsSource] = [
+            _Nested(settings_cls, init_settings),
+            _FlatEnvironment(settings_cls),
+        ]
         config_file = os.environ.get(CONFIG_FILE_VARIABLE)
         if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+            toml = TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file))
+            sources.append(_Nested(settings_cls, toml))
         return tuple(sources)
+
+
+def flat_fields() -> dict[str, tuple[tuple[str, ...], FieldInfo]]:
+    """Every setting by its flat name: (path of sections, field)."""
+    found: dict[str, tuple[tuple[str, ...], FieldInfo]] = {}
+
+    def walk(model: type[BaseModel], path: tuple[str, ...]) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, _Section):
+                walk(annotation, (*path, name))
+            else:
+                found[name] = (path, field)
+
+    walk(ServerSettings, ())
+    return found
+
+
+def nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Moves flat setting names into their sections; section tables and unknown names stay."""
+    fields = flat_fields()
+    nested: dict[str, Any] = {}
+    for name, value in values.items():
+        if name in fields:
+            path, _ = fields[name]
+            target = nested
+            for section in path:
+                target = target.setdefault(section, {})
+            target[name] = value
+        else:
+            _merge(nested, {name: value})
+    return nested
+
+
+def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping):
+            _merge(target.setdefault(key, {}), value)
+        else:
+            target[key] = value
+
+
+class _Nested(PydanticBaseSettingsSource):
+    """Wraps a source whose keys may be flat setting names, and nests them."""
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._inner = inner
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: values come from __call__."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return nest(self._inner())
+
+
+class _FlatEnvironment(PydanticBaseSettingsSource):
+    """`MOZART_<FLAT_NAME>` variables, nested into their sections."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: values come from __call__."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = {
+            name: os.environ[variable]
+            for name in flat_fields()
+            if (variable := ENV_PREFIX + name.upper()) in os.environ
+        }
+        return nest(values)

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from mozart_server.batcher import BatcherConfig, DynamicBatcher
+from mozart_server.batching.batcher import BatcherConfig, DynamicBatcher
+from mozart_server.engines.onnx import OnnxEngine
 from mozart_server.errors import DeadlineExceededError, ResourceExhaustedError
-from mozart_server.metrics import ServerMetrics
-from mozart_server.onnx_engine import OnnxEngine
-from mozart_server.settings import ServerSettings
+from mozart_server.observability.metrics import ServerMetrics
+from mozart_server.settings import OnnxSettings
 from tests.support.audio import music_clip
 
 WINDOW = 8_000
@@ -25,7 +25,7 @@ WINDOW = 8_000
 
 @pytest.fixture(scope="module")
 def engine(model_repository: Path) -> OnnxEngine:
-    return OnnxEngine(model_repository / "tiny" / "1" / "model.onnx", ServerSettings(instances=2))
+    return OnnxEngine(model_repository / "tiny" / "1" / "model.onnx", OnnxSettings(instances=2))
 
 
 def make_batcher(engine, **knobs) -> DynamicBatcher:

@@ -166,6 +166,10 @@ def test_versions_policy_and_a_broken_version_do_not_take_the_server_down(tmp_pa
             assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         assert server.metric("mozart_model_loaded", model="broken", version="1") == 0
         assert server.metric("mozart_model_loaded", model="tiny", version="3") == 1
-        failures = server.server.registry.failures
-        assert [(f.name, f.version) for f in failures] == [("broken", "1")]
-        assert "window_samples" in failures[0].reason
+        with grpc.insecure_channel(server.address) as channel:
+            stub = pb_grpc.AudioClassifierStub(channel)
+            statuses = stub.ListModelStatus(pb.ListModelStatusRequest()).models
+        failures = [(model.name, entry.version, entry.reason) for model in statuses
+                    for entry in model.versions if entry.state == pb.VERSION_STATE_UNAVAILABLE]
+        assert [(name, version) for name, version, _ in failures] == [("broken", "1")]
+        assert "window_samples" in failures[0][2]

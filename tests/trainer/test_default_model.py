@@ -44,12 +44,12 @@ def test_the_entry_is_what_the_server_expects(manifest: ModelManifest) -> None:
 
 def test_the_servers_loader_accepts_it() -> None:
     """The contract test: the server's own manifest reader and graph check pass."""
-    from mozart_server.repository import (  # noqa: PLC0415 - the server is only a test dependency here
-        TensorSpec,
-        VersionDir,
+    from mozart_server.models.manifest import (  # noqa: PLC0415 - the server is only a test dependency here
         check_against_graph,
         read_manifest,
     )
+    from mozart_server.models.repository import VersionDir  # noqa: PLC0415
+    from mozart_server.tensors import TensorSpec  # noqa: PLC0415
 
     served = read_manifest(VersionDir(MODEL_DIR.parent.name, MODEL_DIR.name, MODEL_DIR))
     session = onnx_session(MODEL_DIR / "model.onnx")

@@ -81,10 +81,10 @@ def test_model_config_follows_triton(session, server: InProcessServer) -> None:
         {"name": "waveform", "data_type": "TYPE_FP32", "dims": [str(WINDOW)]}
     ]
     assert [o["name"] for o in config["output"]] == ["probabilities", "embedding"]
-    assert config["max_batch_size"] == server.server.settings.max_batch_size
+    assert config["max_batch_size"] == server.server.settings.batching.max_batch_size
     batching = config["dynamic_batching"]
     assert [int(b) for b in batching["preferred_batch_size"]] == list(
-        server.server.settings.preferred_batch_sizes
+        server.server.settings.batching.preferred_batch_sizes
     )
 
 

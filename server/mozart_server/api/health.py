@@ -1,4 +1,4 @@
-"""Serving state and grpc.health.v1: starting -> serving -> draining."""
+"""Serving state and grpc.health.v1: starting -> serving or not (as models change) -> draining."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ class ServingState:
         self.health_servicer = health_aio.HealthServicer()
         self._service_names = [OVERALL, *service_names]
         self.draining = asyncio.Event()
+        # Model-control calls are admitted once start-up loading is done, other calls while
+        # some model serves; health says SERVING while ready (see the readiness setting).
+        self.started = False
+        self.has_models = False
         self.ready = False
 
     async def set_not_serving(self) -> None:
@@ -29,11 +33,23 @@ class ServingState:
         for name in self._service_names:
             await self.health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    async def set_serving(self) -> None:
-        """Reports SERVING; call once the models are loaded and warmed."""
-        self.ready = True
+    async def set_ready(self, ready: bool, has_models: bool) -> None:
+        """Admits calls, and reports SERVING or NOT_SERVING (ignored once draining began)."""
+        if self.draining.is_set():
+            return
+        self.started = True
+        self.has_models = has_models
+        changed = ready != self.ready
+        self.ready = ready
+        if not changed:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in self._service_names:
-            await self.health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            await self.health_servicer.set(name, status)
 
     async def begin_draining(self) -> None:
         """Reports NOT_SERVING for good and tells open streams to finish."""

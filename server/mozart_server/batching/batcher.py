@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mozart_server.engine import Engine, EngineOutputs, FloatArray
+from mozart_server.engines import Engine, EngineOutputs
 from mozart_server.errors import DeadlineExceededError, ResourceExhaustedError, UnavailableError
-from mozart_server.metrics import ServerMetrics
+from mozart_server.observability.metrics import ServerMetrics
+from mozart_server.tensors import FloatArray
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,17 @@ class BatcherConfig:
     max_queue_delay_us: int
     preferred_batch_sizes: tuple[int, ...]
     max_queue_windows: int
+
+
+@dataclass
+class BatcherStatistics:
+    """Counters of one batcher since it started (Triton's ModelStatistics terms)."""
+
+    windows: int = 0  # inference_count: a submission of n windows counts n
+    batches: int = 0  # execution_count
+    queued: int = 0  # submissions that reached a batch
+    queue_s: float = 0.0
+    compute_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,12 @@ class DynamicBatcher:
         self._running: set[asyncio.Task[None]] = set()
         self._collector: asyncio.Task[None] | None = None
         self._closing = False
+        self.statistics = BatcherStatistics()
+
+    @property
+    def config(self) -> BatcherConfig:
+        """The knobs this batcher runs with."""
+        return self._config
 
     @property
     def queued_windows(self) -> int:
@@ -94,6 +112,7 @@ class DynamicBatcher:
             self._collect_forever(), name=f"batcher-{self._labels}"
         )
         self._collector.add_done_callback(_log_failure)
+        self._metrics.batchers_open.inc()
 
     async def submit(self, waveforms: FloatArray, deadline: float | None = None) -> BatchResult:
         """Queues windows of shape [n, window_samples] and returns their outputs.
@@ -231,11 +250,17 @@ class DynamicBatcher:
         compute_s = time.monotonic() - started
         self._metrics.compute_duration.labels(**self._labels).observe(compute_s)
         self._metrics.batch_size.labels(**self._labels).observe(waveforms.shape[0])
+        statistics = self.statistics
+        statistics.batches += 1
+        statistics.windows += int(waveforms.shape[0])
+        statistics.compute_s += compute_s
         queue_histogram = self._metrics.queue_duration.labels(**self._labels)
         offset = 0
         for entry in batch:
             queue_s = started - entry.enqueued_at
             queue_histogram.observe(queue_s)
+            statistics.queued += 1
+            statistics.queue_s += queue_s
             if not entry.future.done():
                 entry.future.set_result(
                     BatchResult(outputs.rows(offset, offset + entry.rows), queue_s, compute_s)
@@ -267,6 +292,9 @@ class DynamicBatcher:
             self._queued_rows = 0
             self._metrics.queue_depth.labels(**self._labels).set(0)
             self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._collector is not None:
+                self._collector = None
+                self._metrics.batchers_open.dec()
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -1,34 +1,19 @@
-"""The model repository on disk: model.json manifests, version policy, checks against the graph."""
+"""model.json manifests: reading and validating one, and checking it against the graph."""
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mozart_server.errors import ModelLoadError
-from mozart_server.settings import VersionPolicy
+from mozart_server.models.repository import VersionDir
+from mozart_server.tensors import TensorSpec
 
-logger = logging.getLogger(__name__)
-
-MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "model.json"
 REQUIRED_OUTPUTS = ("probabilities", "logits", "embedding")
-
-
-class TensorSpec(BaseModel):
-    """One graph input or output as the manifest (or the graph) declares it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
 
 
 class Manifest(BaseModel):
@@ -53,47 +38,6 @@ class Manifest(BaseModel):
         return self.window_samples * 1000 // self.sample_rate_hz
 
 
-@dataclass(frozen=True)
-class VersionDir:
-    """A model version folder found on disk."""
-
-    name: str
-    version: str
-    path: Path
-
-    @property
-    def model_file(self) -> Path:
-        """The ONNX file of this version."""
-        return self.path / MODEL_FILE
-
-
-def discover(
-    repository: Path,
-    policy: VersionPolicy,
-    latest_versions: int,
-    specific_versions: Sequence[str],
-) -> list[VersionDir]:
-    """Lists the model versions to load under `repository` according to the version policy.
-
-    Raises:
-        ModelLoadError: when the repository folder does not exist.
-    """
-    if not repository.is_dir():
-        raise ModelLoadError(f"model_repository {str(repository)!r} is not a folder")
-    found: list[VersionDir] = []
-    for model_dir in sorted(path for path in repository.iterdir() if path.is_dir()):
-        versions = sorted(
-            (path for path in model_dir.iterdir() if path.is_dir() and path.name.isdigit()),
-            key=lambda path: int(path.name),
-        )
-        if policy is VersionPolicy.LATEST:
-            versions = versions[-latest_versions:]
-        elif policy is VersionPolicy.SPECIFIC:
-            versions = [path for path in versions if path.name in set(specific_versions)]
-        found.extend(VersionDir(model_dir.name, path.name, path) for path in versions)
-    return found
-
-
 def read_manifest(version_dir: VersionDir) -> Manifest:
     """Reads and validates model.json of one version.
 
@@ -112,8 +56,6 @@ def read_manifest(version_dir: VersionDir) -> Manifest:
             f"{manifest_path} names {manifest.name}/{manifest.version}, "
             f"but it lies in {version_dir.name}/{version_dir.version}"
         )
-    if not version_dir.model_file.is_file():
-        raise ModelLoadError(f"{version_dir.model_file} is missing")
     return manifest
 
 

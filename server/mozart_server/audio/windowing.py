@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mozart_server.engine import FloatArray
+from mozart_server.tensors import FloatArray
 
 
 def hop_samples(hop_ms: int, sample_rate_hz: int) -> int:

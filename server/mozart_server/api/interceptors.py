@@ -4,22 +4,21 @@ domain-error mapping, logs and request metrics."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
-from mozart_server.auth import check_bearer_token
+from mozart_server.api.auth import check_bearer_token
+from mozart_server.api.health import ServingState
 from mozart_server.errors import INTERNAL_MESSAGE, MozartError, UnavailableError
-from mozart_server.health import ServingState
-from mozart_server.logs import request_id_var
-from mozart_server.metrics import ServerMetrics
+from mozart_server.observability.context import CallLabels, call_labels_var
+from mozart_server.observability.logs import request_id_var
+from mozart_server.observability.metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -29,37 +28,20 @@ if TYPE_CHECKING:
     Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
-@dataclass
-class CallLabels:
-    """The model a call used, filled in by the servicer for the request metrics."""
-
-    model: str = ""
-    version: str = ""
-
-
-call_labels_var: contextvars.ContextVar[CallLabels | None] = contextvars.ContextVar(
-    "mozart_call_labels", default=None
-)
-
-
-def note_model(name: str, version: str) -> None:
-    """Records which model version the current call uses (for metrics and logs)."""
-    labels = call_labels_var.get()
-    if labels is not None:
-        labels.model, labels.version = name, version
-
-
-def current_request_id() -> str:
-    """The request id of the call being served ("" outside a call)."""
-    return request_id_var.get() or ""
-
-
 # The v2 protocol's own probes answer while models load or the server drains, as
 # Triton's do: live=true, ready=false. Refusing them would read as "dead".
 PROBE_METHODS = frozenset(
     f"/inference.GRPCInferenceService/{name}"
     for name in ("ServerLive", "ServerReady", "ModelReady")
 )
+# Model control answers as soon as start-up loading is done, even with no model serving:
+# in explicit mode, loading the first model is how a server gets one.
+CONTROL_METHODS = frozenset(
+    [f"/inference.GRPCInferenceService/{name}"
+     for name in ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")]
+    + [f"/mozart.v1.AudioClassifier/{name}"
+       for name in ("ListModelStatus", "LoadModel", "UnloadModel")]
+)  # fmt: skip
 
 
 class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -98,7 +80,7 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         for attribute, make_handler in kinds:
             behavior = getattr(handler, attribute)
             if behavior is not None:
-                wrapped = self._wrap(short_method, metadata, behavior, method in PROBE_METHODS)
+                wrapped = self._wrap(short_method, metadata, behavior, method)
                 return make_handler(
                     wrapped,
                     request_deserializer=handler.request_deserializer,
@@ -106,11 +88,11 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 )
         return handler
 
-    def _wrap(self, method: str, metadata: Any, behavior: Any, is_probe: bool) -> Any:
+    def _wrap(self, method: str, metadata: Any, behavior: Any, full_method: str) -> Any:
         if inspect.isasyncgenfunction(behavior):
 
             async def generator(request: Any, context: Context) -> AsyncIterator[Any]:
-                call = _Call(self, method, metadata, context, is_probe)
+                call = _Call(self, method, metadata, context, full_method)
                 try:
                     call.admit()
                     async for response in behavior(request, context):
@@ -123,7 +105,7 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return generator
 
         async def unary(request: Any, context: Context) -> Any:
-            call = _Call(self, method, metadata, context, is_probe)
+            call = _Call(self, method, metadata, context, full_method)
             try:
                 call.admit()
                 return await behavior(request, context)
@@ -144,10 +126,10 @@ class _Call:
         method: str,
         metadata: Any,
         context: Context,
-        is_probe: bool,
+        full_method: str,
     ) -> None:
         self._interceptor = interceptor
-        self._is_probe = is_probe
+        self._full_method = full_method
         self._method = method
         self._metadata = metadata
         self._context = context
@@ -160,13 +142,18 @@ class _Call:
         call_labels_var.set(self._labels)
 
     def admit(self) -> None:
-        if not self._is_probe:
-            if self._interceptor._state.draining.is_set():
+        state = self._interceptor._state
+        if self._full_method not in PROBE_METHODS:
+            if state.draining.is_set():
                 raise UnavailableError(
                     "the server is draining for shutdown; retry on another replica"
                 )
-            if not self._interceptor._state.ready:
+            if not state.started:
                 raise UnavailableError("the server is not ready yet (models are loading)")
+            if not state.has_models and self._full_method not in CONTROL_METHODS:
+                raise UnavailableError(
+                    "the server is not ready: no model is loaded (see ListModelStatus)"
+                )
         token = self._interceptor._auth_token
         if token is not None:
             check_bearer_token(self._metadata, token)
@@ -200,3 +187,9 @@ class _Call:
         metrics.request_duration.labels(method=self._method).observe(
             time.monotonic() - self._started
         )
+
+
+def deadline_of(context: Context) -> float | None:
+    """The call's deadline on the monotonic clock, or None."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining

@@ -12,34 +12,39 @@ import numpy as np
 
 from mozart_proto.inference import grpc_service_pb2 as v2
 from mozart_proto.inference import model_config_pb2 as v2_config
-from mozart_server.engine import EngineOutputs, FloatArray
-from mozart_server.errors import InvalidArgumentError
-from mozart_server.registry import ServingModel
-from mozart_server.settings import ServerSettings, VersionPolicy
+from mozart_server.engines import EngineOutputs
+from mozart_server.errors import InvalidArgumentError, NotFoundError
+from mozart_server.models.control import ModelStatus, VersionState
+from mozart_server.models.registry import ServingVersion
+from mozart_server.settings import RepositorySettings, VersionPolicy
+from mozart_server.tensors import FloatArray
 
 INPUT_NAME = "waveform"
 OUTPUT_NAMES = ("probabilities", "embedding")
-PLATFORM = "onnxruntime_onnx"
-BACKEND = "onnxruntime"
+# Triton's platform and backend names of each engine kind.
+PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "onnxruntime")}
 FP32 = "FP32"
+#: Load and unload parameters that are accepted and ignored (tritonclient always sends
+#: unload_dependents; Mozart has no ensembles to unload with a model).
+IGNORED_PARAMETERS = frozenset({"unload_dependents"})
 _FLOAT32_LE = np.dtype("<f4")
 
 
-def _output_width(model: ServingModel, name: str) -> int:
+def _output_width(model: ServingVersion, name: str) -> int:
     for spec in model.manifest.outputs:
         if spec.name == name:
             return int(spec.shape[-1])
     raise InvalidArgumentError(f"model {model.name!r} has no output {name!r}")
 
 
-def model_metadata(versions: Sequence[ServingModel]) -> v2.ModelMetadataResponse:
+def model_metadata(versions: Sequence[ServingVersion]) -> v2.ModelMetadataResponse:
     """ModelMetadata of a model: its serving versions and tensor signatures (newest last)."""
     newest = versions[-1]
     tensor = v2.ModelMetadataResponse.TensorMetadata
     return v2.ModelMetadataResponse(
         name=newest.name,
         versions=[model.version for model in versions],
-        platform=PLATFORM,
+        platform=_platform(newest)[0],
         inputs=[tensor(name=INPUT_NAME, datatype=FP32, shape=[-1, newest.manifest.window_samples])],
         outputs=[
             tensor(name=name, datatype=FP32, shape=[-1, _output_width(newest, name)])
@@ -48,11 +53,20 @@ def model_metadata(versions: Sequence[ServingModel]) -> v2.ModelMetadataResponse
     )
 
 
-def model_config(model: ServingModel, settings: ServerSettings) -> v2.ModelConfigResponse:
+def _platform(model: ServingVersion) -> tuple[str, str]:
+    kind = model.engine.kind
+    return PLATFORMS.get(kind, (kind, kind))
+
+
+def model_config(model: ServingVersion, settings: RepositorySettings) -> v2.ModelConfigResponse:
     """The configuration a version is served with, in Triton's terms.
 
-    As in Triton, `dims` leave out the batch dimension because max_batch_size > 0.
+    Batching and instances come from the version's live batcher and engine; the version
+    policy from the repository settings. As in Triton, `dims` leave out the batch
+    dimension because max_batch_size > 0.
     """
+    batching = model.batcher.config
+    platform, backend = _platform(model)
     policy = v2_config.ModelVersionPolicy()
     if settings.version_policy is VersionPolicy.ALL:
         policy.all.SetInParent()
@@ -62,10 +76,10 @@ def model_config(model: ServingModel, settings: ServerSettings) -> v2.ModelConfi
         policy.latest.num_versions = settings.latest_versions
     config = v2_config.ModelConfig(
         name=model.name,
-        platform=PLATFORM,
-        backend=BACKEND,
+        platform=platform,
+        backend=backend,
         version_policy=policy,
-        max_batch_size=settings.max_batch_size,
+        max_batch_size=batching.max_batch_size,
         default_model_filename="model.onnx",
         input=[
             v2_config.ModelInput(
@@ -83,22 +97,22 @@ def model_config(model: ServingModel, settings: ServerSettings) -> v2.ModelConfi
         instance_group=[
             v2_config.ModelInstanceGroup(
                 name=f"{model.name}_cpu",
-                count=settings.instances,
+                count=model.engine.instances,
                 kind=v2_config.ModelInstanceGroup.KIND_CPU,
             )
         ],
         dynamic_batching=v2_config.ModelDynamicBatching(
-            preferred_batch_size=list(settings.preferred_batch_sizes),
-            max_queue_delay_microseconds=settings.max_queue_delay_us,
+            preferred_batch_size=list(batching.preferred_batch_sizes),
+            max_queue_delay_microseconds=batching.max_queue_delay_us,
             default_queue_policy=v2_config.ModelQueuePolicy(
-                max_queue_size=settings.max_queue_windows
+                max_queue_size=batching.max_queue_windows
             ),
         ),
     )
     return v2.ModelConfigResponse(config=config)
 
 
-def waveforms_from_request(request: v2.ModelInferRequest, model: ServingModel) -> FloatArray:
+def waveforms_from_request(request: v2.ModelInferRequest, model: ServingVersion) -> FloatArray:
     """Reads the `waveform` input as float32 [batch, window_samples].
 
     Raises:
@@ -159,7 +173,7 @@ def requested_outputs(request: v2.ModelInferRequest) -> tuple[str, ...]:
 
 def infer_response(
     request: v2.ModelInferRequest,
-    model: ServingModel,
+    model: ServingVersion,
     outputs: EngineOutputs,
     names: Iterable[str],
 ) -> v2.ModelInferResponse:
@@ -172,4 +186,50 @@ def infer_response(
         array = np.ascontiguousarray(arrays[name], dtype=_FLOAT32_LE)
         response.outputs.add(name=name, datatype=FP32, shape=list(array.shape))
         response.raw_output_contents.append(array.tobytes())
+    return response
+
+
+def check_repository(repository_name: str) -> None:
+    """Mozart serves one repository, named "".
+
+    Raises:
+        NotFoundError: any other repository name.
+    """
+    if repository_name:
+        raise NotFoundError(
+            f'unknown repository {repository_name!r}; this server has one, named ""'
+        )
+
+
+def check_parameters(parameters: Iterable[str]) -> None:
+    """Load and unload take no parameters (beyond the ignored ones).
+
+    Raises:
+        InvalidArgumentError: naming the parameters that are not supported.
+    """
+    unsupported = sorted(set(parameters) - IGNORED_PARAMETERS)
+    if unsupported:
+        raise InvalidArgumentError(
+            f"model load/unload parameters {unsupported} are not supported; Mozart loads "
+            "what the model repository holds (no config override or uploaded files)"
+        )
+
+
+def repository_index(
+    statuses: Sequence[ModelStatus], ready_only: bool
+) -> v2.RepositoryIndexResponse:
+    """One index entry per known version; a model with none gets one entry without a version."""
+    response = v2.RepositoryIndexResponse()
+    for status in statuses:
+        entries = [entry for entry in status.versions
+                   if not ready_only or entry.state is VersionState.READY]  # fmt: skip
+        for entry in entries:
+            response.models.add(
+                name=status.name, version=entry.version, state=entry.state.value,
+                reason=entry.reason,
+            )  # fmt: skip
+        if not status.versions and not ready_only:
+            response.models.add(
+                name=status.name, state=VersionState.UNAVAILABLE.value, reason="not loaded"
+            )
     return response

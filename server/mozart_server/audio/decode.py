@@ -11,9 +11,9 @@ import numpy as np
 import soundfile
 import soxr
 
-from mozart_server.engine import FloatArray
+from mozart_server.audio.wav import STREAMING_DATA_SIZES, parse_wav_header
 from mozart_server.errors import InvalidArgumentError
-from mozart_server.wav import STREAMING_DATA_SIZES, parse_wav_header
+from mozart_server.tensors import FloatArray
 
 MIN_SAMPLE_RATE_HZ = 8_000
 MAX_SAMPLE_RATE_HZ = 192_000

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from mozart_server.audio import (
+from mozart_server.audio.decode import (
     RAW_ENCODINGS,
     AudioFormat,
     Encoding,
@@ -15,10 +15,10 @@ from mozart_server.audio import (
     frame_bytes,
     pcm_to_float,
 )
-from mozart_server.engine import FloatArray
+from mozart_server.audio.wav import parse_wav_header
+from mozart_server.audio.windowing import window_count
 from mozart_server.errors import InvalidArgumentError
-from mozart_server.wav import parse_wav_header
-from mozart_server.windowing import window_count
+from mozart_server.tensors import FloatArray
 
 _STREAM_ENCODINGS = (*RAW_ENCODINGS, Encoding.WAV)
 

@@ -11,27 +11,26 @@ from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-import grpc
-
 from mozart_proto.inference import grpc_service_pb2 as v2
 from mozart_proto.inference import grpc_service_pb2_grpc as v2_grpc
-from mozart_server import inference_v2_conversion as conversion
+from mozart_server.api.health import ServingState
+from mozart_server.api.interceptors import deadline_of
+from mozart_server.api.v2 import conversion
+from mozart_server.api.v2.statistics import model_statistics
 from mozart_server.errors import MozartError, NotFoundError
-from mozart_server.health import ServingState
-from mozart_server.inference_v2_statistics import model_statistics
-from mozart_server.interceptors import note_model
-from mozart_server.metrics import ServerMetrics
-from mozart_server.registry import ModelRegistry, ServingModel
-from mozart_server.servicer import deadline_of
-from mozart_server.settings import ServerSettings
+from mozart_server.inference.clips import ClipClassifier
+from mozart_server.models.control import ModelControl
+from mozart_server.models.registry import ModelRegistry, ServingVersion
+from mozart_server.observability.context import note_model
+from mozart_server.settings import RepositorySettings
 
 if TYPE_CHECKING:
-    from mozart_server.interceptors import Context
+    from mozart_server.api.interceptors import Context
 
 INFERENCE_SERVICE_NAME = v2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 SERVER_NAME = "mozart"
 # Optional protocol extensions that Mozart implements (Triton's names).
-EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data")
+EXTENSIONS = ("model_configuration", "model_repository", "statistics", "binary_tensor_data")
 
 
 def _server_version() -> str:
@@ -42,19 +41,21 @@ def _server_version() -> str:
 
 
 class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
-    """The v2 protocol on top of the model registry and its batchers."""
+    """The v2 protocol on top of the inference layer and model control."""
 
     def __init__(
         self,
         registry: ModelRegistry,
-        settings: ServerSettings,
-        metrics: ServerMetrics,
+        control: ModelControl,
+        clips: ClipClassifier,
         state: ServingState,
+        repository: RepositorySettings,
     ) -> None:
         self._registry = registry
-        self._settings = settings
-        self._metrics = metrics
+        self._control = control
+        self._clips = clips
         self._state = state
+        self._repository = repository
 
     async def ServerLive(  # noqa: N802 (gRPC's method name)
         self, request: v2.ServerLiveRequest, context: Context
@@ -65,7 +66,7 @@ class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
     async def ServerReady(  # noqa: N802 (gRPC's method name)
         self, request: v2.ServerReadyRequest, context: Context
     ) -> v2.ServerReadyResponse:
-        """Ready once the models are loaded and warmed, until draining starts."""
+        """Ready while health says SERVING (see the readiness setting), until draining starts."""
         ready = self._state.ready and not self._state.draining.is_set()
         return v2.ServerReadyResponse(ready=ready)
 
@@ -77,7 +78,7 @@ class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
             self._registry.resolve(request.name, request.version)
         except NotFoundError:
             return v2.ModelReadyResponse(ready=False)
-        return v2.ModelReadyResponse(ready=self._state.ready)
+        return v2.ModelReadyResponse(ready=not self._state.draining.is_set())
 
     async def ServerMetadata(  # noqa: N802 (gRPC's method name)
         self, request: v2.ServerMetadataRequest, context: Context
@@ -99,7 +100,7 @@ class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
     ) -> v2.ModelConfigResponse:
         """The batching, instance and tensor configuration of a version."""
         model = self._resolve(request.name, request.version)
-        return conversion.model_config(model, self._settings)
+        return conversion.model_config(model, self._repository)
 
     async def ModelStatistics(  # noqa: N802 (gRPC's method name)
         self, request: v2.ModelStatisticsRequest, context: Context
@@ -114,7 +115,7 @@ class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
                     self._resolve(request.name, "")  # raises NOT_FOUND with the loaded names
         else:
             models = self._registry.all_models()
-        return model_statistics(models, self._metrics)
+        return model_statistics(models)
 
     async def ModelInfer(  # noqa: N802 (gRPC's method name)
         self, request: v2.ModelInferRequest, context: Context
@@ -134,7 +135,34 @@ class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
                 continue
             yield v2.ModelStreamInferResponse(infer_response=response)
 
-    def _resolve(self, name: str, model_version: str) -> ServingModel:
+    async def RepositoryIndex(  # noqa: N802 (gRPC's method name)
+        self, request: v2.RepositoryIndexRequest, context: Context
+    ) -> v2.RepositoryIndexResponse:
+        """Every model of the repository with the state of each version."""
+        conversion.check_repository(request.repository_name)
+        return conversion.repository_index(self._control.status(), request.ready)
+
+    async def RepositoryModelLoad(  # noqa: N802 (gRPC's method name)
+        self, request: v2.RepositoryModelLoadRequest, context: Context
+    ) -> v2.RepositoryModelLoadResponse:
+        """Loads or reloads a model (explicit mode only); see mozart.v1 LoadModel."""
+        conversion.check_repository(request.repository_name)
+        conversion.check_parameters(request.parameters)
+        note_model(request.model_name, "")
+        await self._control.load(request.model_name)
+        return v2.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(  # noqa: N802 (gRPC's method name)
+        self, request: v2.RepositoryModelUnloadRequest, context: Context
+    ) -> v2.RepositoryModelUnloadResponse:
+        """Unloads a model (explicit mode only); see mozart.v1 UnloadModel."""
+        conversion.check_repository(request.repository_name)
+        conversion.check_parameters(request.parameters)
+        note_model(request.model_name, "")
+        await self._control.unload(request.model_name)
+        return v2.RepositoryModelUnloadResponse()
+
+    def _resolve(self, name: str, model_version: str) -> ServingVersion:
         model = self._registry.resolve(name, model_version)
         note_model(model.name, model.version)
         return model
@@ -142,20 +170,11 @@ class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
     async def _infer(
         self, request: v2.ModelInferRequest, context: Context
     ) -> v2.ModelInferResponse:
-        model = self._resolve(request.model_name, request.model_version)
-        waveforms = conversion.waveforms_from_request(request, model)
         names = conversion.requested_outputs(request)
-        result = await model.batcher.submit(waveforms, deadline_of(context))
-        return conversion.infer_response(request, model, result.outputs, names)
-
-
-def add_inference_service(
-    server: grpc.aio.Server,
-    registry: ModelRegistry,
-    settings: ServerSettings,
-    metrics: ServerMetrics,
-    state: ServingState,
-) -> None:
-    """Registers the v2 servicer on `server` (called from app.MozartServer)."""
-    servicer = InferenceServicer(registry, settings, metrics, state)
-    v2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        model, outputs = await self._clips.infer(
+            request.model_name,
+            request.model_version,
+            lambda model: conversion.waveforms_from_request(request, model),
+            deadline_of(context),
+        )
+        return conversion.infer_response(request, model, outputs, names)

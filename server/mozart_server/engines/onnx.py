@@ -1,4 +1,4 @@
-"""The ONNX Runtime engine: N sessions with thread and provider settings from ServerSettings."""
+"""The ONNX Runtime engine: N sessions with the thread and provider settings of OnnxSettings."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from mozart_server.engine import EngineOutputs, FloatArray
+from mozart_server.engines.base import EngineOutputs
 from mozart_server.errors import ModelLoadError
-from mozart_server.repository import TensorSpec
-from mozart_server.settings import GraphOptimizationLevel, ProviderMismatch, ServerSettings
+from mozart_server.settings import GraphOptimizationLevel, OnnxSettings, ProviderMismatch
+from mozart_server.tensors import FloatArray, TensorSpec
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _spec(node: ort.NodeArg) -> TensorSpec:
     return TensorSpec(name=node.name, dtype=_ORT_DTYPES.get(node.type, node.type), shape=shape)
 
 
-def session_options(settings: ServerSettings) -> ort.SessionOptions:
+def session_options(settings: OnnxSettings) -> ort.SessionOptions:
     """Builds ORT session options from the thread, spinning and optimization settings."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.intra_op_threads
@@ -47,7 +47,9 @@ def session_options(settings: ServerSettings) -> ort.SessionOptions:
 class OnnxEngine:
     """Runs a model on `instances` ONNX Runtime sessions, one batch per session at a time."""
 
-    def __init__(self, model_file: Path, settings: ServerSettings) -> None:
+    kind = "onnxruntime"
+
+    def __init__(self, model_file: Path, settings: OnnxSettings) -> None:
         """Creates the sessions and checks that ORT runs the provider asked for.
 
         Raises:

@@ -6,12 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
-
-from mozart_server.repository import TensorSpec
-
-FloatArray = npt.NDArray[np.float32]
+from mozart_server.tensors import FloatArray, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -31,6 +26,10 @@ class EngineOutputs:
 
 class Engine(Protocol):
     """Runs batches of windows. `run` is called from worker threads, up to `instances` at once."""
+
+    @property
+    def kind(self) -> str:
+        """The engine kind that built it (EngineKind.name, e.g. "onnxruntime")."""
 
     @property
     def instances(self) -> int:

@@ -85,7 +85,34 @@ class ServerMetrics:
         )
         self.model_loaded = Gauge(
             "mozart_model_loaded",
-            "1 when a model version is loaded and warmed, 0 when it failed to load.",
+            "1 while a model version serves; 0 once it failed to load or was unloaded.",
             ["model", "version"],
+            registry=registry,
+        )
+        self.model_load_failures = Counter(
+            "mozart_model_load_failures",
+            "Model version loads that failed (bad files, graph mismatch, warm-up).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.model_swaps = Counter(
+            "mozart_model_swaps",
+            "Changes to the serving versions of a model while the server runs.",
+            ["model"],
+            registry=registry,
+        )
+        self.engines_open = Gauge(
+            "mozart_engines_open",
+            "Engines created and not yet closed (serving, warming up or draining).",
+            registry=registry,
+        )
+        self.batchers_open = Gauge(
+            "mozart_batchers_open",
+            "Batchers started and not yet closed.",
+            registry=registry,
+        )
+        self.version_leases = Gauge(
+            "mozart_version_leases",
+            "Calls and streams holding a model version now.",
             registry=registry,
         )

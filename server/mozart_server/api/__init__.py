@@ -1,0 +1,1 @@
+"""The APIs: proto <-> domain conversion and thin servicers, plus interceptors, auth, health."""

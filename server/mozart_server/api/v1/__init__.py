@@ -1,0 +1,1 @@
+"""mozart.v1.AudioClassifier, the native API."""

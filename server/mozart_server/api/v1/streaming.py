@@ -1,0 +1,82 @@
+"""StreamClassify's messages as a stream session's source and sink (gRPC only here)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from mozart_proto.v1 import audio_classifier_pb2 as pb
+from mozart_server.api.v1 import conversion
+from mozart_server.errors import InvalidArgumentError
+from mozart_server.inference.results import Summary, WindowScores
+from mozart_server.inference.streams import StreamRequest
+from mozart_server.models.manifest import Manifest
+
+if TYPE_CHECKING:
+    from mozart_server.api.interceptors import Context
+
+# grpc-stubs does not declare the end-of-stream marker of context.read().
+EOF = grpc.aio.EOF  # type: ignore[attr-defined]
+
+
+class GrpcStreamSource:
+    """Reads the StreamConfig, then audio messages, from the call."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    async def config(self) -> StreamRequest:
+        """The first message's StreamConfig.
+
+        Raises:
+            InvalidArgumentError: the stream ended first, or the first message is audio.
+        """
+        first: Any = await self._context.read()
+        if first is EOF:
+            raise InvalidArgumentError("the stream ended before its StreamConfig")
+        if first.WhichOneof("request") != "config":
+            raise InvalidArgumentError("the first message must carry only a StreamConfig")
+        return conversion.stream_request(first.config)
+
+    async def audio(self) -> bytes | None:
+        """The next message's audio; None at half-close.
+
+        Raises:
+            InvalidArgumentError: a later message carries a second StreamConfig.
+        """
+        message: Any = await self._context.read()
+        if message is EOF:
+            return None
+        if message.WhichOneof("request") != "audio":
+            raise InvalidArgumentError("a stream carries one StreamConfig, in its first message")
+        return bytes(message.audio)
+
+
+class GrpcStreamSink:
+    """Writes results, notices and the summary to the call, each with the request id."""
+
+    def __init__(self, context: Context, request_id: str) -> None:
+        self._context = context
+        self._request_id = request_id
+
+    async def window(self, manifest: Manifest, window: WindowScores, top_k: int) -> None:
+        """An interim WindowResult."""
+        message = conversion.window_result(manifest, window, top_k)
+        await self._context.write(
+            pb.StreamClassifyResponse(is_final=False, window=message, request_id=self._request_id)
+        )
+
+    async def notice(self, code: str, message: str) -> None:
+        """An in-band StreamNotice."""
+        notice = pb.StreamNotice(code=code, message=message)
+        await self._context.write(
+            pb.StreamClassifyResponse(notice=notice, request_id=self._request_id)
+        )
+
+    async def summary(self, manifest: Manifest, summary: Summary, top_k: int) -> None:
+        """The final message with the stream's summary."""
+        message = conversion.summary(manifest, summary, top_k)
+        await self._context.write(
+            pb.StreamClassifyResponse(is_final=True, summary=message, request_id=self._request_id)
+        )

@@ -1,0 +1,1 @@
+"""Audio: decoding clips and streams, WAV headers, resampling and cutting windows."""

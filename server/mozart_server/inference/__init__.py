@@ -1,0 +1,1 @@
+"""Transport-neutral classification: clips, tensors and stream sessions, used by every API."""

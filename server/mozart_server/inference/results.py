@@ -1,0 +1,53 @@
+"""What classification returns, whatever the transport: per-window scores and a summary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mozart_server.models.manifest import Manifest
+from mozart_server.tensors import FloatArray
+
+
+@dataclass(frozen=True)
+class WindowScores:
+    """One window's scores; `start_sample` counts in the model's sample clock."""
+
+    index: int
+    start_sample: int
+    scores: FloatArray
+    smoothed: FloatArray
+    queue_time_s: float
+    compute_time_s: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The mean of the window scores (zeros when there were no windows)."""
+
+    scores: FloatArray
+    window_count: int
+    audio_duration_s: float
+
+
+def summarize(
+    manifest: Manifest, score_rows: Sequence[FloatArray], audio_duration_s: float
+) -> Summary:
+    """Averages the window scores of a clip or stream."""
+    if score_rows:
+        mean: FloatArray = np.asarray(np.stack(score_rows).mean(axis=0), dtype=np.float32)
+    else:
+        mean = np.zeros(len(manifest.labels), dtype=np.float32)
+    return Summary(mean, len(score_rows), audio_duration_s)
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    """A whole clip's windows and summary, from one model version."""
+
+    manifest: Manifest
+    top_k: int
+    windows: tuple[WindowScores, ...]
+    summary: Summary

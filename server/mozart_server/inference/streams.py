@@ -1,0 +1,232 @@
+"""One live stream, whatever the transport: config, then audio in, window results out in order.
+
+The API hands over a `StreamSource` (the config, then audio chunks) and a
+`StreamSink` (where results, notices and the summary go). The session holds a
+lease on its model version from start to end, so a stream that began on a
+version ends on it even if a newer one is swapped in meanwhile.
+
+Reads pause while the stream has `max_windows_in_flight_per_stream` windows queued
+or computing, so a fast sender cannot make the server buffer without bound. Every
+task the session starts is cancelled and awaited when it ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from mozart_server.audio.decode import AudioFormat
+from mozart_server.audio.stream import StreamAudio, Window
+from mozart_server.audio.windowing import hop_samples
+from mozart_server.batching.batcher import BatchResult
+from mozart_server.errors import InvalidArgumentError, OutOfRangeError, ResourceExhaustedError
+from mozart_server.inference.options import WindowOptions, window_options
+from mozart_server.inference.results import Summary, WindowScores, summarize
+from mozart_server.models.manifest import Manifest
+from mozart_server.models.registry import ModelRegistry, ServingVersion
+from mozart_server.observability.context import note_model
+from mozart_server.observability.metrics import ServerMetrics
+from mozart_server.settings import StreamSettings
+from mozart_server.tensors import FloatArray
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """A stream's configuration, as every API hands it over."""
+
+    model_name: str
+    model_version: str
+    audio_format: AudioFormat
+    hop_ms: int = 0
+    top_k: int = 0
+    smoothing: float = 0.0
+
+
+class StreamSource(Protocol):
+    """Where a stream's configuration and audio come from."""
+
+    async def config(self) -> StreamRequest:
+        """The stream's configuration (the first thing a client sends)."""
+
+    async def audio(self) -> bytes | None:
+        """The next audio chunk; None once the client has sent everything."""
+
+
+class StreamSink(Protocol):
+    """Where a stream's results go, in order."""
+
+    async def window(self, manifest: Manifest, window: WindowScores, top_k: int) -> None:
+        """One window's result."""
+
+    async def notice(self, code: str, message: str) -> None:
+        """A recoverable problem with one window (e.g. RESOURCE_EXHAUSTED), in-band."""
+
+    async def summary(self, manifest: Manifest, summary: Summary, top_k: int) -> None:
+        """The last message: the mean of every window's scores."""
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    window: Window
+    task: asyncio.Task[BatchResult]
+
+
+class StreamSession:
+    """Serves one stream; construct per stream and `await run(source, sink)`."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        settings: StreamSettings,
+        metrics: ServerMetrics,
+        draining: asyncio.Event,
+    ) -> None:
+        self._registry = registry
+        self._settings = settings
+        self._metrics = metrics
+        self._draining = draining
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._score_rows: list[FloatArray] = []
+        self._smoothed: FloatArray | None = None
+
+    async def run(self, source: StreamSource, sink: StreamSink) -> None:
+        """Serves the stream until the end of its audio, drain, error or disconnect."""
+        self._metrics.active_streams.inc()
+        try:
+            request = await self._before_idle_timeout(source.config())
+            with self._registry.lease(request.model_name, request.model_version) as model:
+                note_model(model.name, model.version)
+                await self._serve(model, request, source, sink)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._metrics.active_streams.dec()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        self._metrics.stream_tasks.inc()
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._metrics.stream_tasks.dec()
+        if not task.cancelled():
+            task.exception()  # retrieved here; the loop below re-raises it where it matters
+
+    async def _before_idle_timeout(self, awaitable: Awaitable[T]) -> T:
+        timeout_s = self._settings.stream_idle_timeout_s
+        try:
+            return await asyncio.wait_for(awaitable, timeout_s)
+        except TimeoutError:
+            raise InvalidArgumentError(
+                f"no message arrived for {timeout_s} s (stream_idle_timeout_s)"
+            ) from None
+
+    async def _read_audio(self, source: StreamSource) -> bytes | None:
+        data = await self._before_idle_timeout(source.audio())
+        if data is not None and len(data) > self._settings.max_chunk_bytes:
+            raise InvalidArgumentError(
+                f"an audio chunk of {len(data)} bytes exceeds max_chunk_bytes "
+                f"({self._settings.max_chunk_bytes})"
+            )
+        return data
+
+    async def _serve(
+        self,
+        model: ServingVersion,
+        request: StreamRequest,
+        source: StreamSource,
+        sink: StreamSink,
+    ) -> None:
+        manifest = model.manifest
+        options = window_options(
+            manifest, request.hop_ms, request.top_k, request.smoothing,
+            self._settings.default_top_k,
+        )  # fmt: skip
+        audio = StreamAudio(
+            request.audio_format,
+            manifest.sample_rate_hz,
+            manifest.window_samples,
+            hop_samples(options.hop_ms, manifest.sample_rate_hz),
+        )
+        ready: deque[Window] = deque()
+        pending: deque[_InFlight] = deque()
+        cap = self._settings.max_windows_in_flight_per_stream
+        read_task: asyncio.Task[bytes | None] | None = None
+        drain_task = self._spawn(self._draining.wait())
+        input_done = False
+        while True:
+            while ready and len(pending) < cap:
+                window = ready.popleft()
+                batch = window.samples[np.newaxis, :]
+                pending.append(_InFlight(window, self._spawn(model.batcher.submit(batch))))
+            if read_task is None and not input_done and not ready and len(pending) < cap:
+                read_task = self._spawn(self._read_audio(source))
+            waiting: set[asyncio.Future[Any]] = set()
+            if read_task is not None:
+                waiting.update((read_task, drain_task))
+            if pending:
+                waiting.add(pending[0].task)
+            if not waiting:
+                break
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            while pending and pending[0].task.done():
+                await self._send_window(manifest, pending.popleft(), options, sink)
+            if read_task is not None and read_task.done():
+                data, read_task = read_task.result(), None
+                if data is not None:
+                    ready.extend(audio.push(data))
+                    self._check_duration(audio)
+                    continue
+            elif read_task is not None and drain_task.done():
+                # Draining for shutdown: stop reading, finish what is in flight, summarize.
+                read_task.cancel()
+                read_task = None
+            else:
+                continue
+            input_done = True
+            ready.extend(audio.finish())
+        summary = summarize(manifest, self._score_rows, audio.input_duration_s)
+        await sink.summary(manifest, summary, options.top_k)
+
+    def _check_duration(self, audio: StreamAudio) -> None:
+        limit_s = self._settings.max_stream_duration_s
+        if audio.input_duration_s > limit_s:
+            raise OutOfRangeError(f"the stream is longer than max_stream_duration_s ({limit_s} s)")
+
+    async def _send_window(
+        self, manifest: Manifest, in_flight: _InFlight, options: WindowOptions, sink: StreamSink
+    ) -> None:
+        """Sends one window's result, or an in-band notice when the queue refused it."""
+        try:
+            result = in_flight.task.result()
+        except ResourceExhaustedError as error:
+            await sink.notice("RESOURCE_EXHAUSTED", error.message)
+            return
+        scores = result.outputs.probabilities[0]
+        if self._smoothed is None or options.smoothing == 0.0:
+            self._smoothed = scores
+        else:
+            weight = np.float32(options.smoothing)
+            self._smoothed = weight * self._smoothed + (np.float32(1.0) - weight) * scores
+        self._score_rows.append(scores)
+        window = in_flight.window
+        scored = WindowScores(
+            index=window.index,
+            start_sample=window.start_sample,
+            scores=scores,
+            smoothed=self._smoothed,
+            queue_time_s=result.queue_time_s,
+            compute_time_s=result.compute_time_s,
+        )
+        await sink.window(manifest, scored, options.top_k)

@@ -1,0 +1,114 @@
+"""Loading one model version: read its manifest, build its engine, check it, warm it up.
+
+The blocking part runs in a worker thread, so the event loop keeps serving while a
+version loads; the version takes traffic only once `load` returns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from mozart_server.batching.batcher import BatcherConfig, DynamicBatcher
+from mozart_server.engines import Engine, EngineFactory
+from mozart_server.errors import ModelLoadError
+from mozart_server.models.manifest import Manifest, check_against_graph, read_manifest
+from mozart_server.models.registry import ServingVersion
+from mozart_server.models.repository import VersionDir
+from mozart_server.observability.metrics import ServerMetrics
+from mozart_server.tensors import FloatArray
+
+logger = logging.getLogger(__name__)
+
+
+def warmup_audio(manifest: Manifest, batch_size: int) -> FloatArray:
+    """Music-like warm-up windows: a decaying chord with harmonics and a little noise."""
+    rate = manifest.sample_rate_hz
+    t = np.arange(manifest.window_samples, dtype=np.float32) / rate
+    generator = np.random.default_rng(0)
+    rows = []
+    for row in range(batch_size):
+        root = 110.0 * 2 ** (row % 12 / 12)
+        tone = sum(
+            np.sin(2 * np.pi * root * ratio * harmonic * t) / harmonic
+            for ratio in (1.0, 1.25, 1.5)
+            for harmonic in (1, 2, 3)
+        )
+        envelope = np.exp(-2.0 * (t % 0.5))
+        noise = generator.normal(0, 0.01, t.shape)
+        rows.append(0.1 * tone * envelope + noise)
+    return np.asarray(rows, dtype=np.float32)
+
+
+def warm_up(engine: Engine, manifest: Manifest, batch_sizes: Sequence[int]) -> None:
+    """Runs every batch size on every engine instance and checks the scores' shape and values.
+
+    Raises:
+        ModelLoadError: a wrong shape or non-finite scores.
+    """
+    for batch_size in sorted(set(batch_sizes)):
+        for _ in range(engine.instances):
+            outputs = engine.run(warmup_audio(manifest, batch_size))
+            expected = (batch_size, len(manifest.labels))
+            if outputs.probabilities.shape != expected:
+                raise ModelLoadError(
+                    f"warm-up at batch {batch_size} gave probabilities of shape "
+                    f"{outputs.probabilities.shape}, expected {expected}"
+                )
+            if not np.all(np.isfinite(outputs.probabilities)):
+                raise ModelLoadError(f"warm-up at batch {batch_size} gave non-finite scores")
+
+
+class VersionLoader:
+    """Turns a version folder into a warmed ServingVersion with its own batcher."""
+
+    def __init__(
+        self, engines: EngineFactory, batching: BatcherConfig, metrics: ServerMetrics
+    ) -> None:
+        self._engines = engines
+        self._batching = batching
+        self._metrics = metrics
+
+    def _load_blocking(self, version_dir: VersionDir) -> tuple[Manifest, Engine]:
+        manifest = read_manifest(version_dir)
+        engine = self._engines.create(version_dir.path)
+        self._metrics.engines_open.inc()
+        try:
+            check_against_graph(manifest, engine.inputs, engine.outputs)
+            warm_up(engine, manifest, self._batching.preferred_batch_sizes)
+        except BaseException:
+            engine.close()
+            self._metrics.engines_open.dec()
+            raise
+        return manifest, engine
+
+    def _discard(self, loading: asyncio.Future[tuple[Manifest, Engine]]) -> None:
+        if not loading.cancelled() and loading.exception() is None:
+            loading.result()[1].close()
+            self._metrics.engines_open.dec()
+
+    async def load(self, version_dir: VersionDir) -> ServingVersion:
+        """Loads, checks and warms one version off the event loop; starts its batcher.
+
+        Raises:
+            ModelLoadError: with the reason the version cannot serve.
+        """
+        loading = asyncio.ensure_future(asyncio.to_thread(self._load_blocking, version_dir))
+        try:
+            manifest, engine = await asyncio.shield(loading)
+        except asyncio.CancelledError:
+            # The thread cannot be stopped: close what it builds once it is done.
+            loading.add_done_callback(self._discard)
+            raise
+        except ModelLoadError:
+            raise
+        except Exception as error:  # an engine's own failure types, e.g. a runtime bug
+            raise ModelLoadError(f"{version_dir.path} failed to load: {error}") from error
+        batcher = DynamicBatcher(
+            engine, self._batching, self._metrics, manifest.name, manifest.version
+        )
+        batcher.start()
+        return ServingVersion(manifest, engine, batcher)
