@@ -110,3 +110,17 @@ def test_server_image_installs_no_torch() -> None:
     closure = _requirement_closure("mozart-server")
     assert "onnxruntime" in closure
     assert not closure & {"torch", "mozart-trainer", "mlflow-skinny"}
+
+
+def test_production_requires_every_model_for_readiness() -> None:
+    from mozart_server.settings import ServerSettings  # noqa: PLC0415 - only this test needs it
+
+    environment = {
+        variable["name"]: variable["value"]
+        for variable in _server_container("k8s/overlays/production").get("env", [])
+    }
+    assert environment["MOZART_READINESS"] == "all"
+    # The value is one the server accepts (a typo would stop every pod at start).
+    assert ServerSettings(readiness=environment["MOZART_READINESS"]).repository.readiness == "all"
+    base = {v["name"] for v in _server_container("k8s/base").get("env", [])}
+    assert "MOZART_READINESS" not in base

@@ -225,6 +225,7 @@ class ModelControl:
             self._registry.swap(name, retired=serving)
             for version in serving:
                 self._mark_unloaded(name, version)
+            self._forget_removed(name)
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
@@ -312,6 +313,8 @@ class ModelControl:
         for version in [v for v in records if v not in on_disk]:
             if records[version].state is not VersionState.READY:
                 del records[version]
+        if not records and name not in self._wanted:
+            self._records.pop(name, None)
 
     def status_of(self, name: str) -> ModelStatus:
         """The state of every version of a model that the server knows of."""
