@@ -108,6 +108,9 @@ def test_both_services_are_declared() -> None:
         "StreamClassify",
         "ListModels",
         "GetModel",
+        "ListModelStatus",
+        "LoadModel",
+        "UnloadModel",
     ]
     v2 = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     assert {
@@ -119,4 +122,7 @@ def test_both_services_are_declared() -> None:
         "ModelInfer",
         "ModelConfig",
         "ModelStatistics",
+        "RepositoryIndex",
+        "RepositoryModelLoad",
+        "RepositoryModelUnload",
     } <= {m.name for m in v2.methods}
