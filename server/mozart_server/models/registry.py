@@ -101,7 +101,7 @@ class ModelRegistry:
         self._listeners: list[RegistryListener] = []
 
     def add_listener(self, listener: RegistryListener) -> None:
-        """Calls `listener` after every swap (load, reload or unload of versions)."""
+        """Calls `listener` after every swap that changed something (load, reload, unload)."""
         self._listeners.append(listener)
 
     def resolve(self, name: str, version: str = "") -> ServingVersion:
@@ -194,14 +194,15 @@ class ModelRegistry:
             tuple(model.version for model in added),
             tuple(model.version for model in (*replaced, *removed)),
         )
-        if change.added or change.retired:
-            self._metrics.model_swaps.labels(model=name).inc()
-            logger.info(
-                "serving versions changed",
-                extra={"model": name, "added": list(change.added),
-                       "retired": list(change.retired),
-                       "serving": [model.version for model in self.versions(name)]},
-            )  # fmt: skip
+        if not (change.added or change.retired):
+            return
+        self._metrics.model_swaps.labels(model=name).inc()
+        logger.info(
+            "serving versions changed",
+            extra={"model": name, "added": list(change.added),
+                   "retired": list(change.retired),
+                   "serving": [model.version for model in self.versions(name)]},
+        )  # fmt: skip
         for listener in self._listeners:
             listener(change)
 
