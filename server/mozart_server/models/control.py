@@ -188,7 +188,6 @@ class ModelControl:
             raise NotFoundError(f"the repository has no model {name!r} (it has: {on_disk})")
         self._wanted.add(name)
         await self._finish(self._sync(name, force=reload))
-        await self._changed()
         status = self.status_of(name)
         if not self._registry.versions(name):
             reasons = "; ".join(
@@ -209,12 +208,16 @@ class ModelControl:
             raise NotFoundError(f"model {name!r} is not loaded (loaded: {self._registry.names()})")
         self._wanted.discard(name)
         await self._finish(self._unload(name))
-        await self._changed()
         return self.status_of(name)
 
     async def _finish(self, operation: Coroutine[Any, Any, None]) -> None:
-        """Runs a change to completion even if the caller goes away meanwhile."""
-        task = asyncio.get_running_loop().create_task(operation)
+        """Runs a change, then tells the listeners, even if the caller goes away meanwhile."""
+
+        async def change_then_notify() -> None:
+            await operation
+            await self._changed()
+
+        task = asyncio.get_running_loop().create_task(change_then_notify())
         self._operations.add(task)
         task.add_done_callback(self._operations.discard)
         await asyncio.shield(task)
