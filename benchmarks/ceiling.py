@@ -87,9 +87,7 @@ def _percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _measure(
-    engine: Engine, batch: np.ndarray, seconds: float, instances: int
-) -> BatchMeasurement:
+def _measure(engine: Engine, batch: np.ndarray, seconds: float, instances: int) -> BatchMeasurement:
     """Runs `batch` on `instances` threads for `seconds`, as the server's batcher would."""
     latencies_s: list[float] = []
     lock = threading.Lock()

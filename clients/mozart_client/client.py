@@ -276,7 +276,7 @@ class Client:
 
         Raises:
             FailedPreconditionError: The server is not in explicit model-control
-                mode, or no selected version loaded (those serving keep serving).
+                mode, or a selected version failed to load (those serving keep serving).
             NotFoundError: The repository has no such model.
             InvalidInputError: `name` is empty (nothing is sent).
         """

@@ -169,7 +169,11 @@ def test_versions_policy_and_a_broken_version_do_not_take_the_server_down(tmp_pa
         with grpc.insecure_channel(server.address) as channel:
             stub = pb_grpc.AudioClassifierStub(channel)
             statuses = stub.ListModelStatus(pb.ListModelStatusRequest()).models
-        failures = [(model.name, entry.version, entry.reason) for model in statuses
-                    for entry in model.versions if entry.state == pb.VERSION_STATE_UNAVAILABLE]
+        failures = [
+            (model.name, entry.version, entry.reason)
+            for model in statuses
+            for entry in model.versions
+            if entry.state == pb.VERSION_STATE_UNAVAILABLE
+        ]
         assert [(name, version) for name, version, _ in failures] == [("broken", "1")]
         assert "window_samples" in failures[0][2]

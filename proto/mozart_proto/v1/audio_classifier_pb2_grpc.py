@@ -119,9 +119,9 @@ class AudioClassifierServicer:
         versions the server's version policy selects load, are checked against
         their graph and warmed up, and only then take traffic. Versions no longer
         selected drain and close. FAILED_PRECONDITION unless the server runs with
-        model_control_mode=explicit, or when no selected version loads (the
-        versions that were serving keep serving); NOT_FOUND when the repository
-        has no such model.
+        model_control_mode=explicit, or when a selected version fails to load
+        (the message gives each reason; versions that were serving keep serving);
+        NOT_FOUND when the repository has no such model.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from mozart_server.errors import FailedPreconditionError, ModelLoadError, NotFoundError
 from mozart_server.models.loader import VersionLoader
@@ -82,6 +82,7 @@ class _Record:
 
 
 ChangeListener = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 
 class ModelControl:
@@ -103,7 +104,7 @@ class ModelControl:
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[ChangeListener] = []
         self._poller: asyncio.Task[None] | None = None
-        self._operations: set[asyncio.Task[None]] = set()
+        self._operations: set[asyncio.Task[Any]] = set()
 
     @property
     def mode(self) -> ModelControlMode:
@@ -179,7 +180,8 @@ class ModelControl:
             reload: load every selected version again, even unchanged serving ones.
 
         Raises:
-            FailedPreconditionError: not in explicit mode, or no selected version loaded.
+            FailedPreconditionError: not in explicit mode, or a selected version did not
+                load (those that serve go on serving; the message names them).
             NotFoundError: the repository has no such model.
         """
         self._check_explicit("load")
@@ -187,14 +189,18 @@ class ModelControl:
         if name not in on_disk:
             raise NotFoundError(f"the repository has no model {name!r} (it has: {on_disk})")
         self._wanted.add(name)
-        await self._finish(self._sync(name, force=reload))
-        status = self.status_of(name)
-        if not self._registry.versions(name):
-            reasons = "; ".join(
-                f"version {entry.version}: {entry.reason}" for entry in status.versions
+        failures = await self._finish(self._sync(name, force=reload))
+        if failures:
+            serving = [model.version for model in self._registry.versions(name)]
+            if not serving:
+                raise FailedPreconditionError(
+                    f"no version of model {name!r} loaded: {'; '.join(failures)}"
+                )
+            raise FailedPreconditionError(
+                f"model {name!r} did not load as asked: {'; '.join(failures)}; "
+                f"versions {serving} serve on"
             )
-            raise FailedPreconditionError(f"no version of model {name!r} loaded: {reasons}")
-        return status
+        return self.status_of(name)
 
     async def unload(self, name: str) -> ModelStatus:
         """Unloads every version of a model; calls and streams on it finish first.
@@ -210,17 +216,18 @@ class ModelControl:
         await self._finish(self._unload(name))
         return self.status_of(name)
 
-    async def _finish(self, operation: Coroutine[Any, Any, None]) -> None:
+    async def _finish(self, operation: Coroutine[Any, Any, T]) -> T:
         """Runs a change, then tells the listeners, even if the caller goes away meanwhile."""
 
-        async def change_then_notify() -> None:
-            await operation
+        async def change_then_notify() -> T:
+            result = await operation
             await self._changed()
+            return result
 
         task = asyncio.get_running_loop().create_task(change_then_notify())
         self._operations.add(task)
         task.add_done_callback(self._operations.discard)
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
 
     async def _unload(self, name: str) -> None:
         async with self._lock(name):
@@ -247,8 +254,14 @@ class ModelControl:
         )  # fmt: skip
         return chosen, len(chosen)
 
-    async def _sync(self, name: str, force: bool) -> None:
-        """Loads what should serve of one model and retires the rest, in one swap."""
+    async def _sync(self, name: str, force: bool) -> list[str]:
+        """Loads what should serve of one model and retires the rest, in one swap.
+
+        Returns:
+            "version V: reason" for each version tried that did not load, now or before
+            (with unchanged files).
+        """
+        failures: list[str] = []
         async with self._lock(name):
             records = self._records.setdefault(name, {})
             serving = {model.version: model for model in self._registry.versions(name)}
@@ -266,20 +279,22 @@ class ModelControl:
                     kept.append(version)
                     continue
                 if record is not None and record.failed and unchanged and not force:
-                    if version in serving:
-                        kept.append(version)  # the copy that loaded before keeps serving
+                    failures.append(f"version {version}: {record.reason}")
                     continue
                 loaded = await self._load_version(version_dir, current, version in serving)
                 if loaded is not None:
                     added.append(loaded)
-                elif version in serving:
-                    kept.append(version)
+                    continue
+                failures.append(f"version {version}: {records[version].reason}")
+                if version in serving:
+                    kept.append(version)  # the copy that loaded before keeps serving
             new = {model.version for model in added}
             retired = [version for version in serving if version not in kept and version not in new]
             self._registry.swap(name, added, retired)
             for version in retired:
                 self._mark_unloaded(name, version)
             self._forget_removed(name)
+        return failures
 
     async def _load_version(
         self, version_dir: VersionDir, current: Fingerprint, serving: bool
