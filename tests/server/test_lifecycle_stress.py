@@ -34,6 +34,7 @@ from tests.support.lifecycle import (
     clip_request,
     infer_request,
     publish_version,
+    status_code,
     version_states,
     wait_for,
 )
@@ -127,15 +128,6 @@ class _Traffic(threading.Thread):
         return str(response.model_version)
 
 
-def _control(call: Callable[[], object]) -> grpc.StatusCode:
-    try:
-        call()
-    except grpc.RpcError as error:
-        code: grpc.StatusCode = error.code()
-        return code
-    return grpc.StatusCode.OK
-
-
 def _ready_versions(stub: pb_grpc.AudioClassifierStub, name: str) -> set[str]:
     return {version for version, (state, _) in version_states(stub, name).items()
             if state == "READY"}  # fmt: skip
@@ -173,13 +165,13 @@ def test_random_loads_reloads_unloads_and_swaps_under_traffic_leave_nothing_behi
                     publish_version(repository, name, str(newest[name]),
                                     seed=rng.randrange(10_000), labels=LABELS[name])  # fmt: skip
                 if operation == "unload":
-                    code = _control(partial(stub.UnloadModel, pb.UnloadModelRequest(name=name),
+                    code = status_code(partial(stub.UnloadModel, pb.UnloadModelRequest(name=name),
                                             timeout=CALL_TIMEOUT_S))  # fmt: skip
                     expected = grpc.StatusCode.OK if loaded[name] else grpc.StatusCode.NOT_FOUND
                     loaded[name] = False
                 else:
                     request = pb.LoadModelRequest(name=name, reload=operation == "reload")
-                    code = _control(partial(stub.LoadModel, request, timeout=CALL_TIMEOUT_S))
+                    code = status_code(partial(stub.LoadModel, request, timeout=CALL_TIMEOUT_S))
                     expected = grpc.StatusCode.OK
                     loaded[name] = True
                 operations[(operation, code.name)] += 1

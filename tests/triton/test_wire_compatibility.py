@@ -11,53 +11,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
-from typing import Any
-
-from google.protobuf.descriptor import Descriptor
+from pathlib import Path
 
 from mozart_proto.inference import grpc_service_pb2
+from tests.triton.descriptor_fields import file_fields
 
-DUMP = textwrap.dedent(
-    """
-    import json
-    from google.protobuf.descriptor import FieldDescriptor
-    from tritonclient.grpc import service_pb2
+ROOT = Path(__file__).resolve().parents[2]
 
-    def fields(message):
-        found = {}
-        for field in message.fields:
-            kind = field.message_type.full_name if field.message_type else field.type
-            found[field.name] = [field.number, str(kind), field.is_repeated]
-        for nested in message.nested_types:
-            found.update({f"{nested.name}.{k}": v for k, v in fields(nested).items()})
-        return found
-
-    print(json.dumps({name: fields(message)
-                      for name, message in service_pb2.DESCRIPTOR.message_types_by_name.items()}))
-    """
-)
-
-
-def _fields(message: Descriptor) -> dict[str, list[Any]]:
-    found: dict[str, list[Any]] = {}
-    for field in message.fields:
-        kind = field.message_type.full_name if field.message_type else field.type
-        found[field.name] = [field.number, str(kind), field.is_repeated]
-    for nested in message.nested_types:
-        found.update({f"{nested.name}.{key}": value for key, value in _fields(nested).items()})
-    return found
+CHILD = "from tests.triton.descriptor_fields import tritonclient_fields_json as f; print(f())"
 
 
 def test_v2_messages_match_tritonclient() -> None:
     completed = subprocess.run(
-        [sys.executable, "-c", DUMP], capture_output=True, text=True, check=True, timeout=120
-    )
+        [sys.executable, "-c", CHILD], capture_output=True, text=True, check=True, timeout=120,
+        cwd=ROOT,
+    )  # fmt: skip
     triton = json.loads(completed.stdout)
-    ours = {
-        name: _fields(message)
-        for name, message in grpc_service_pb2.DESCRIPTOR.message_types_by_name.items()
-    }
+    ours = file_fields(grpc_service_pb2.DESCRIPTOR)
     assert "RepositoryModelLoadRequest" in ours
     for name, fields in ours.items():
         assert name in triton, f"{name} is not a Triton message"
