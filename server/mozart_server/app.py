@@ -62,7 +62,9 @@ class MozartServer:
             EngineFactory(settings.engine), batcher_config(settings.batching), self.metrics
         )
         self.control = ModelControl(settings.repository, self.registry, loader, self.metrics)
-        self.clips = ClipClassifier(self.registry, settings.streams, self.metrics)
+        self.clips = ClipClassifier(
+            self.registry, settings.streams, settings.admission, self.metrics
+        )
         self.state = ServingState(SERVED_SERVICES)
         self.control.add_listener(self._update_health)
         self.port = 0

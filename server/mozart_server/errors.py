@@ -65,6 +65,18 @@ class DeadlineExceededError(MozartError):
     status_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class NonFiniteScoresError(MozartError):
+    """The model returned NaN or infinite scores: a server fault, never an answer."""
+
+    status_code = grpc.StatusCode.INTERNAL
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the model returned non-finite scores for this audio; see the server log "
+            "for this request id"
+        )
+
+
 class ModelLoadError(Exception):
     """A model version that cannot serve; the reason is reported, the server goes on."""
 

@@ -267,6 +267,53 @@ class StreamSettings(_Section):
     )
 
 
+class AdmissionSettings(_Section):
+    """What a clip or tensor call may cost; checked before work is done for it."""
+
+    min_hop_ms: int = Field(
+        default=10, ge=1, description="Smallest hop a request may ask for (INVALID_ARGUMENT)."
+    )
+    min_hop_window_fraction: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="Smallest hop as a fraction of the model's window (INVALID_ARGUMENT).",
+    )
+    max_windows_per_request: int = Field(
+        default=8192,
+        ge=1,
+        description="Most windows one Classify or ModelInfer call may cut (OUT_OF_RANGE).",
+    )
+    max_unary_calls_in_flight: int = Field(
+        default=256,
+        ge=1,
+        description="Classify and ModelInfer calls served at once; more is RESOURCE_EXHAUSTED.",
+    )
+
+
+class RateLimitSettings(_Section):
+    """Per-client token buckets, by token name (auth_tokens_file) or else client address."""
+
+    client_requests_per_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Calls one client may start per second, on average; 0 is no limit "
+        "(RESOURCE_EXHAUSTED with retry-after-ms).",
+    )
+    client_request_burst: int = Field(
+        default=50, ge=1, description="Calls one client may start at once."
+    )
+    client_audio_s_per_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds of audio one client may send per second, on average, counted as "
+        "request bytes / 32000 (16 kHz 16-bit mono); 0 is no limit.",
+    )
+    client_audio_burst_s: float = Field(
+        default=3600.0, gt=0, description="Seconds of audio one client may send at once."
+    )
+
+
 class ProcessSettings(_Section):
     """Shutdown and logs."""
 
@@ -299,6 +346,7 @@ class ServerSettings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     batching: BatchingSettings = BatchingSettings()
     streams: StreamSettings = StreamSettings()
+    admission: AdmissionSettings = AdmissionSettings()
     process: ProcessSettings = ProcessSettings()
 
     def __init__(self, **values: Any) -> None:

@@ -30,3 +30,16 @@ def cut_windows(samples: FloatArray, window_samples: int, hop: int) -> FloatArra
         return padded
     view = np.lib.stride_tricks.sliding_window_view(samples, window_samples)[::hop]
     return np.ascontiguousarray(view[:count], dtype=np.float32)
+
+
+def cut_window_range(
+    samples: FloatArray, window_samples: int, hop: int, first: int, count: int
+) -> FloatArray:
+    """Windows first..first+count-1 of a clip, as `cut_windows` would cut them, copied alone.
+
+    Lets a long clip go to the batcher a slice at a time, holding one slice of windows in
+    memory instead of all of them.
+    """
+    start = first * hop
+    end = (first + count - 1) * hop + window_samples
+    return cut_windows(samples[start:end], window_samples, hop)[:count]

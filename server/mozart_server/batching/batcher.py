@@ -87,6 +87,7 @@ class DynamicBatcher:
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()  # set whenever windows leave the queue
         self._slots = asyncio.Semaphore(engine.instances)
         self._executor = ThreadPoolExecutor(
             max_workers=engine.instances, thread_name_prefix=f"engine-{model_name}-{model_version}"
@@ -114,25 +115,46 @@ class DynamicBatcher:
         self._collector.add_done_callback(_log_failure)
         self._metrics.batchers_open.inc()
 
+    @property
+    def capacity(self) -> int:
+        """Most windows the queue holds (max_queue_windows)."""
+        return self._config.max_queue_windows
+
+    def has_room(self, rows: int) -> bool:
+        """Whether `rows` more windows fit in the queue now."""
+        return self._queued_rows + rows <= self._config.max_queue_windows
+
     async def submit(self, waveforms: FloatArray, deadline: float | None = None) -> BatchResult:
         """Queues windows of shape [n, window_samples] and returns their outputs.
+
+        All or nothing: the windows are queued only if all of them fit, and when the
+        call fails or is cancelled, those of its windows not yet computed are dropped.
 
         Args:
             waveforms: float32 windows at the model's rate; n may exceed max_batch_size.
             deadline: `time.monotonic()` after which the windows are no longer wanted.
 
         Raises:
-            ResourceExhaustedError: the queue is full.
+            ResourceExhaustedError: the queue has no room for all the windows.
             DeadlineExceededError: the deadline passed before compute.
             UnavailableError: the batcher is closing.
         """
+        rows = int(waveforms.shape[0])
+        self._check_admission(rows, deadline)
         size = self._config.max_batch_size
-        if waveforms.shape[0] <= size:
-            return await self._submit_one(waveforms, deadline)
-        parts = await asyncio.gather(
-            *(self._submit_one(waveforms[i : i + size], deadline)
-              for i in range(0, waveforms.shape[0], size))
-        )  # fmt: skip
+        futures = [self._enqueue(waveforms[i : i + size], deadline)
+                   for i in range(0, rows, size)]  # fmt: skip
+        self._metrics.queue_depth.labels(**self._labels).set(self._queued_rows)
+        self._wakeup.set()
+        try:
+            # Cancelling the caller cancels these futures; the collector drops their entries.
+            parts = [await future for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        if len(parts) == 1:
+            return parts[0]
         return BatchResult(
             EngineOutputs(
                 np.concatenate([part.outputs.probabilities for part in parts]),
@@ -143,25 +165,46 @@ class DynamicBatcher:
             compute_time_s=max(part.compute_time_s for part in parts),
         )
 
-    async def _submit_one(self, waveforms: FloatArray, deadline: float | None) -> BatchResult:
+    async def wait_for_room(self, rows: int, deadline: float | None) -> None:
+        """Waits until `rows` windows fit in the queue (for a long clip sent in slices).
+
+        Raises:
+            DeadlineExceededError: the deadline passed first.
+            UnavailableError: the batcher is closing.
+            ValueError: `rows` exceeds the queue's capacity, so it would never fit.
+        """
+        if rows > self._config.max_queue_windows:
+            raise ValueError(f"{rows} windows never fit a queue of {self.capacity}")
+        while not self.has_room(rows):
+            if self._closing:
+                raise UnavailableError("the server is shutting down; retry on another replica")
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise DeadlineExceededError("the deadline passed while waiting for the queue")
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), timeout)
+
+    def _check_admission(self, rows: int, deadline: float | None) -> None:
         if self._closing:
             raise UnavailableError("the server is shutting down; retry on another replica")
-        rows = int(waveforms.shape[0])
-        if self._queued_rows + rows > self._config.max_queue_windows:
+        if not self.has_room(rows):
             raise ResourceExhaustedError(
                 f"the queue of model {self._labels['model']} version {self._labels['version']} "
-                f"is full ({self._config.max_queue_windows} windows); retry with backoff"
+                f"has no room for {rows} more windows ({self._queued_rows} of "
+                f"{self._config.max_queue_windows} queued; the queue is full); "
+                "retry with backoff"
             )
-        now = time.monotonic()
-        if deadline is not None and deadline <= now:
+        if deadline is not None and deadline <= time.monotonic():
             raise DeadlineExceededError("the deadline passed before the audio was queued")
+
+    def _enqueue(
+        self, waveforms: FloatArray, deadline: float | None
+    ) -> asyncio.Future[BatchResult]:
         future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(waveforms, deadline, now, future))
-        self._queued_rows += rows
-        self._metrics.queue_depth.labels(**self._labels).set(self._queued_rows)
-        self._wakeup.set()
-        # Cancelling the caller cancels this future; the collector then drops the entry.
-        return await future
+        self._queue.append(_Pending(waveforms, deadline, time.monotonic(), future))
+        self._queued_rows += int(waveforms.shape[0])
+        return future
 
     async def _collect_forever(self) -> None:
         while True:
@@ -224,6 +267,7 @@ class DynamicBatcher:
             batch.append(entry)
             rows += entry.rows
         self._metrics.queue_depth.labels(**self._labels).set(self._queued_rows)
+        self._room.set()
         return rows
 
     async def _run(self, batch: Sequence[_Pending]) -> None:
@@ -274,6 +318,7 @@ class DynamicBatcher:
         with UNAVAILABLE.
         """
         self._closing = True
+        self._room.set()  # waiters for room see the batcher closing
         try:
             while self._queue or self._running:
                 if self._running:

@@ -1,11 +1,21 @@
-"""Whole clips and ready-made tensors: resolve a version, decode, window, batch, score."""
+"""Whole clips and ready-made tensors: admit, resolve a version, decode, window, batch, score.
+
+Admission comes first and costs no decoding: the call cap, the hop, and, from the
+clip's size or header, its duration, its window count and whether the queue has room.
+A clip with more windows than the queue holds goes to the batcher in slices, each
+waiting for room, so a long clip is slow under load but never refused forever.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+import numpy as np
 
 from mozart_server.audio.decode import (
     RAW_ENCODINGS,
@@ -14,21 +24,32 @@ from mozart_server.audio.decode import (
     decode_clip,
     resample,
 )
-from mozart_server.audio.windowing import cut_windows, hop_samples
+from mozart_server.audio.probe import estimated_duration_s
+from mozart_server.audio.windowing import cut_window_range, hop_samples, window_count
+from mozart_server.batching.batcher import BatchResult, DynamicBatcher
 from mozart_server.engines import EngineOutputs
-from mozart_server.errors import OutOfRangeError
-from mozart_server.inference.options import window_options
+from mozart_server.errors import (
+    InvalidArgumentError,
+    OutOfRangeError,
+    ResourceExhaustedError,
+)
+from mozart_server.inference.guards import ensure_finite
+from mozart_server.inference.options import WindowOptions, window_options
 from mozart_server.inference.results import ClipResult, WindowScores, summarize
+from mozart_server.models.manifest import Manifest
 from mozart_server.models.registry import ModelRegistry, ServingVersion
 from mozart_server.observability.context import note_model
 from mozart_server.observability.metrics import ServerMetrics
-from mozart_server.settings import StreamSettings
+from mozart_server.settings import AdmissionSettings, StreamSettings
 from mozart_server.tensors import FloatArray
 
 #: Raw PCM up to this size at the model's rate converts on the event loop: it is one
 #: numpy conversion of tens of microseconds, cheaper than the trip to a worker thread
 #: (about 0.1-0.5 ms on a busy 2-core machine). 256 KiB is 8 s of 16-bit mono at 16 kHz.
 INLINE_DECODE_MAX_BYTES = 256 * 1024
+#: A clip with more windows than its queue holds is sent in slices of this share of the
+#: queue, two at a time, so other callers keep room while it runs.
+SLICE_SHARE_OF_QUEUE = 4
 
 
 @dataclass(frozen=True)
@@ -56,11 +77,36 @@ class ClipClassifier:
     """Classifies whole clips and runs ready-made windows, on a leased model version."""
 
     def __init__(
-        self, registry: ModelRegistry, settings: StreamSettings, metrics: ServerMetrics
+        self,
+        registry: ModelRegistry,
+        settings: StreamSettings,
+        admission: AdmissionSettings,
+        metrics: ServerMetrics,
     ) -> None:
         self._registry = registry
         self._settings = settings
+        self._admission = admission
         self._metrics = metrics
+        self._in_flight = 0
+
+    @contextlib.contextmanager
+    def _call_slot(self) -> Iterator[None]:
+        """Holds one of the `max_unary_calls_in_flight` slots, or refuses at once."""
+        limit = self._admission.max_unary_calls_in_flight
+        if self._in_flight >= limit:
+            self._refuse_early("calls_in_flight")
+            raise ResourceExhaustedError(
+                f"the server is serving {limit} calls already (max_unary_calls_in_flight); "
+                "retry with backoff"
+            )
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+
+    def _refuse_early(self, reason: str) -> None:
+        self._metrics.calls_refused_early.labels(reason=reason).inc()
 
     async def classify(self, request: ClipRequest, deadline: float | None) -> ClipResult:
         """Per-window scores of a clip and their mean.
@@ -72,12 +118,17 @@ class ClipClassifier:
         Raises:
             MozartError: a subclass naming what was wrong (see the proto's error contract).
         """
-        with self._registry.lease(request.model_name, request.model_version) as model:
+        with (
+            self._call_slot(),
+            self._registry.lease(request.model_name, request.model_version) as model,
+        ):
             note_model(model.name, model.version)
             manifest = model.manifest
-            options = window_options(
-                manifest, request.hop_ms, request.top_k, 0.0, self._settings.default_top_k
-            )
+            options = self._options(manifest, request)
+            hop = hop_samples(options.hop_ms, manifest.sample_rate_hz)
+            estimate_s = estimated_duration_s(request.audio, request.audio_format)
+            if estimate_s is not None:
+                self._admit(model, estimate_s, hop)
             decode = functools.partial(
                 self._decode_to_model_rate,
                 request.audio,
@@ -89,23 +140,111 @@ class ClipClassifier:
             cheap = _cheap_to_decode(request.audio, request.audio_format, manifest.sample_rate_hz)
             decoded, samples = decode() if cheap else await asyncio.to_thread(decode)
             self._metrics.audio_processed.labels(method="Classify").inc(decoded.duration_s)
-            hop = hop_samples(options.hop_ms, manifest.sample_rate_hz)
-            windows = cut_windows(samples, manifest.window_samples, hop)
-            result = await model.batcher.submit(windows, deadline)
-        scores = result.outputs.probabilities
+            count = window_count(len(samples), manifest.window_samples, hop)
+            self._check_window_count(count, hop, manifest)
+            scores, queue_s, compute_s = await self._score(model, samples, hop, count, deadline)
         window_scores = tuple(
             WindowScores(
                 index=index,
                 start_sample=index * hop,
                 scores=scores[index],
                 smoothed=scores[index],
-                queue_time_s=result.queue_time_s,
-                compute_time_s=result.compute_time_s,
+                queue_time_s=queue_s,
+                compute_time_s=compute_s,
             )
             for index in range(len(scores))
         )
         summary = summarize(manifest, list(scores), decoded.duration_s)
         return ClipResult(manifest, options.top_k, window_scores, summary)
+
+    def _options(self, manifest: Manifest, request: ClipRequest) -> WindowOptions:
+        options = window_options(
+            manifest, request.hop_ms, request.top_k, 0.0, self._settings.default_top_k
+        )
+        smallest = max(
+            self._admission.min_hop_ms,
+            int(np.ceil(manifest.window_ms * self._admission.min_hop_window_fraction)),
+        )
+        if options.hop_ms < smallest:
+            self._refuse_early("hop")
+            raise InvalidArgumentError(
+                f"hop_ms is {options.hop_ms}; this server's smallest hop for this model is "
+                f"{smallest} ms (min_hop_ms, min_hop_window_fraction)"
+            )
+        return options
+
+    def _admit(self, model: ServingVersion, duration_s: float, hop: int) -> None:
+        """Refuses, before decoding, a clip too long, with too many windows, or with no room."""
+        manifest = model.manifest
+        limit_s = self._settings.max_stream_duration_s
+        if duration_s > limit_s:
+            self._refuse_early("duration")
+            raise OutOfRangeError(
+                f"the clip lasts {duration_s:.1f} s, longer than the server's "
+                f"max_stream_duration_s of {limit_s} s"
+            )
+        samples = round(duration_s * manifest.sample_rate_hz)
+        count = window_count(samples, manifest.window_samples, hop)
+        self._check_window_count(count, hop, manifest)
+        batcher = model.batcher
+        if count <= batcher.capacity and not batcher.has_room(count):
+            self._refuse_early("queue_full")
+            raise ResourceExhaustedError(
+                f"the queue of model {model.name} version {model.version} has no room for "
+                f"{count} more windows now; retry with backoff"
+            )
+
+    def _check_window_count(self, count: int, hop: int, manifest: Manifest) -> None:
+        limit = self._admission.max_windows_per_request
+        if count > limit:
+            self._refuse_early("windows")
+            hop_ms = hop * 1000 // manifest.sample_rate_hz
+            raise OutOfRangeError(
+                f"the clip would be cut into {count} windows at a hop of {hop_ms} ms; this "
+                f"server takes at most {limit} per call (max_windows_per_request): use a "
+                "larger hop_ms, split the clip, or stream it"
+            )
+
+    async def _score(
+        self,
+        model: ServingVersion,
+        samples: FloatArray,
+        hop: int,
+        count: int,
+        deadline: float | None,
+    ) -> tuple[FloatArray, float, float]:
+        """Every window's scores, in one submission or in slices; (scores, queue s, compute s)."""
+        batcher = model.batcher
+        window = model.manifest.window_samples
+        if count <= batcher.capacity:
+            result = await batcher.submit(
+                cut_window_range(samples, window, hop, 0, count), deadline
+            )
+            ensure_finite(result.outputs.probabilities, model, self._metrics)
+            return result.outputs.probabilities, result.queue_time_s, result.compute_time_s
+        size = max(1, batcher.capacity // SLICE_SHARE_OF_QUEUE)
+        results: list[BatchResult] = []
+        in_flight: deque[asyncio.Task[BatchResult]] = deque()
+        try:
+            for start in range(0, count, size):
+                slice_count = min(size, count - start)
+                await batcher.wait_for_room(slice_count, deadline)
+                windows = cut_window_range(samples, window, hop, start, slice_count)
+                in_flight.append(asyncio.ensure_future(batcher.submit(windows, deadline)))
+                if len(in_flight) == 2:
+                    results.append(await in_flight.popleft())
+            while in_flight:
+                results.append(await in_flight.popleft())
+        finally:
+            for task in in_flight:  # the call failed or was cancelled: drop what is queued
+                task.cancel()
+        scores = np.concatenate([result.outputs.probabilities for result in results])
+        ensure_finite(scores, model, self._metrics)
+        return (
+            scores,
+            max(result.queue_time_s for result in results),
+            sum(result.compute_time_s for result in results),
+        )
 
     def _decode_to_model_rate(
         self, data: bytes, audio_format: AudioFormat, model_rate_hz: int
@@ -129,10 +268,32 @@ class ClipClassifier:
         """Runs windows that the caller reads from its request once the version is known.
 
         Raises:
-            MozartError: from `read_windows`, the registry or the batcher.
+            MozartError: from `read_windows`, the admission checks, the registry or the
+                batcher; NonFiniteScoresError when the model returns NaN or infinity.
         """
-        with self._registry.lease(model_name, model_version) as model:
+        with self._call_slot(), self._registry.lease(model_name, model_version) as model:
             note_model(model.name, model.version)
             waveforms = read_windows(model)
-            result = await model.batcher.submit(waveforms, deadline)
+            count = int(waveforms.shape[0])
+            limit = self._admission.max_windows_per_request
+            if count > limit:
+                self._refuse_early("windows")
+                raise OutOfRangeError(
+                    f"the request holds {count} windows; this server takes at most {limit} "
+                    "per call (max_windows_per_request)"
+                )
+            result = await _submit(model.batcher, waveforms, deadline)
+        ensure_finite(result.outputs.probabilities, model, self._metrics)
         return model, result.outputs
+
+
+async def _submit(
+    batcher: DynamicBatcher, waveforms: FloatArray, deadline: float | None
+) -> BatchResult:
+    """Submits ready-made windows; more than the queue holds can never fit, so say so."""
+    if waveforms.shape[0] > batcher.capacity:
+        raise OutOfRangeError(
+            f"the request holds {waveforms.shape[0]} windows; the model's queue holds "
+            f"{batcher.capacity} (max_queue_windows): send fewer per call"
+        )
+    return await batcher.submit(waveforms, deadline)

@@ -25,6 +25,7 @@ from mozart_server.audio.stream import StreamAudio, Window
 from mozart_server.audio.windowing import hop_samples
 from mozart_server.batching.batcher import BatchResult
 from mozart_server.errors import InvalidArgumentError, OutOfRangeError, ResourceExhaustedError
+from mozart_server.inference.guards import ensure_finite
 from mozart_server.inference.options import WindowOptions, window_options
 from mozart_server.inference.results import Summary, WindowScores, summarize
 from mozart_server.models.manifest import Manifest
@@ -181,7 +182,7 @@ class StreamSession:
                 break
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             while pending and pending[0].task.done():
-                await self._send_window(manifest, pending.popleft(), options, sink)
+                await self._send_window(model, pending.popleft(), options, sink)
             if read_task is not None and read_task.done():
                 data, read_task = read_task.result(), None
                 if data is not None:
@@ -205,15 +206,24 @@ class StreamSession:
             raise OutOfRangeError(f"the stream is longer than max_stream_duration_s ({limit_s} s)")
 
     async def _send_window(
-        self, manifest: Manifest, in_flight: _InFlight, options: WindowOptions, sink: StreamSink
+        self,
+        model: ServingVersion,
+        in_flight: _InFlight,
+        options: WindowOptions,
+        sink: StreamSink,
     ) -> None:
-        """Sends one window's result, or an in-band notice when the queue refused it."""
+        """Sends one window's result, or an in-band notice when the queue refused it.
+
+        Raises:
+            NonFiniteScoresError: the model returned NaN or infinity (the stream ends INTERNAL).
+        """
         try:
             result = in_flight.task.result()
         except ResourceExhaustedError as error:
             await sink.notice("RESOURCE_EXHAUSTED", error.message)
             return
         scores = result.outputs.probabilities[0]
+        ensure_finite(scores, model, self._metrics)
         if self._smoothed is None or options.smoothing == 0.0:
             self._smoothed = scores
         else:
@@ -229,4 +239,4 @@ class StreamSession:
             queue_time_s=result.queue_time_s,
             compute_time_s=result.compute_time_s,
         )
-        await sink.window(manifest, scored, options.top_k)
+        await sink.window(model.manifest, scored, options.top_k)

@@ -101,6 +101,18 @@ class ServerMetrics:
             ["model"],
             registry=registry,
         )
+        self.nonfinite_scores = Counter(
+            "mozart_nonfinite_scores",
+            "Windows whose scores came back NaN or infinite (answered INTERNAL, never OK).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.calls_refused_early = Counter(
+            "mozart_calls_refused_early",
+            "Clip and tensor calls refused before decoding or queueing, by reason.",
+            ["reason"],
+            registry=registry,
+        )
         self.engines_open = Gauge(
             "mozart_engines_open",
             "Engines created and not yet closed (serving, warming up or draining).",
