@@ -1,36 +1,46 @@
 """Turns the SDK's audio inputs (paths, bytes, numpy arrays, chunk iterators) into wire audio.
 
-Classify sends containers (WAV, FLAC, OGG) as they are, since the server decodes
-them. Streams carry raw PCM, so files are decoded here: WAV through the standard
-library, any other format through `soundfile` when it is installed (the
-`audio-files` extra).
+Classify sends containers (WAV, FLAC, Ogg, MP3, AIFF: `mozart_proto.v1.audio_formats`)
+as they are, since the server decodes them. Which container a file is, libsndfile
+says (through `soundfile`, the `audio-files` extra); without it the SDK sends
+AUDIO_ENCODING_AUTO and the server's libsndfile tells. Streams carry raw PCM, so
+files are decoded here: 16-bit WAV through the standard library, any other format
+through `soundfile`.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import wave
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from mozart_client.errors import InvalidInputError
 from mozart_proto.v1 import audio_classifier_pb2 as pb
+from mozart_proto.v1.audio_formats import CONTAINER_NAMES, CONTAINERS, container_of
 
 AudioArray = npt.NDArray[Any]
 AudioInput = str | os.PathLike[str] | bytes | AudioArray
 """What `classify()` accepts: a file path, encoded bytes, or samples."""
 
+
+def _wire_encoding(wire_name: str) -> pb.AudioEncoding:
+    return cast(pb.AudioEncoding, pb.AudioEncoding.Value(f"AUDIO_ENCODING_{wire_name}"))
+
+
+#: Every encoding by its SDK name: raw PCM, each container of the shared list, and auto.
 ENCODINGS: dict[str, pb.AudioEncoding] = {
     "pcm_s16le": pb.AUDIO_ENCODING_PCM_S16LE,
     "pcm_f32le": pb.AUDIO_ENCODING_PCM_F32LE,
-    "wav": pb.AUDIO_ENCODING_WAV,
-    "flac": pb.AUDIO_ENCODING_FLAC,
-    "ogg": pb.AUDIO_ENCODING_OGG,
+    **{c.key: _wire_encoding(c.wire_name) for c in CONTAINERS},
+    "auto": pb.AUDIO_ENCODING_AUTO,
 }
 _BYTES_PER_SAMPLE = {pb.AUDIO_ENCODING_PCM_S16LE: 2, pb.AUDIO_ENCODING_PCM_F32LE: 4}
 
@@ -60,7 +70,7 @@ class StreamAudio:
 
 
 def encoding_from_name(name: str) -> pb.AudioEncoding:
-    """Looks up an encoding by its SDK name (`wav`, `flac`, `ogg`, `pcm_s16le`, `pcm_f32le`)."""
+    """Looks up an encoding by its SDK name (`wav`, `mp3`, `pcm_s16le`, `auto`, ...)."""
     try:
         return ENCODINGS[name.lower()]
     except KeyError:
@@ -68,15 +78,34 @@ def encoding_from_name(name: str) -> pb.AudioEncoding:
         raise InvalidInputError(f"unknown encoding {name!r}; use one of {known}") from None
 
 
-def sniff_container(data: bytes) -> pb.AudioEncoding | None:
-    """Recognises WAV, FLAC and Ogg data by their magic bytes."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return pb.AUDIO_ENCODING_WAV
-    if data[:4] == b"fLaC":
-        return pb.AUDIO_ENCODING_FLAC
-    if data[:4] == b"OggS":
-        return pb.AUDIO_ENCODING_OGG
-    return None
+def detect_container(data: bytes) -> pb.AudioEncoding:
+    """The container of encoded audio as libsndfile reads its header (nothing is decoded).
+
+    Without `soundfile` installed, AUDIO_ENCODING_AUTO: the server's libsndfile tells.
+
+    Raises:
+        InvalidInputError: libsndfile does not recognise the bytes, or they are a format
+            Classify does not take.
+    """
+    try:
+        import soundfile  # noqa: PLC0415 - optional extra
+    except ImportError:
+        return pb.AUDIO_ENCODING_AUTO
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as sound:
+            libsndfile_format, description = str(sound.format), str(sound.format_info)
+    except (soundfile.SoundFileError, RuntimeError, ValueError, TypeError):
+        raise InvalidInputError(
+            f"cannot tell the audio encoding: libsndfile reads it as none of {CONTAINER_NAMES}; "
+            "for raw PCM pass encoding= and sample_rate_hz="
+        ) from None
+    container = container_of(libsndfile_format)
+    if container is None:
+        raise InvalidInputError(
+            f"the audio is {description}, which Classify does not take; it takes "
+            f"{CONTAINER_NAMES}, or raw PCM with encoding= and sample_rate_hz="
+        )
+    return ENCODINGS[container.key]
 
 
 def _read_file(path: str | os.PathLike[str]) -> bytes:
@@ -136,7 +165,7 @@ def clip_audio(
         audio: A file path, encoded bytes, or a numpy array of samples.
         sample_rate_hz: Needed for numpy arrays and raw PCM bytes.
         encoding: Needed for raw PCM bytes (`pcm_s16le`, `pcm_f32le`); containers
-            are recognised by their magic bytes.
+            are recognised by libsndfile (see `detect_container`).
 
     Returns:
         The format and bytes to send.
@@ -147,16 +176,7 @@ def clip_audio(
         pcm_encoding, channels, data = array_to_pcm(audio)
         return WireAudio(pcm_format(pcm_encoding, sample_rate_hz, channels), data)
     data = audio if isinstance(audio, bytes) else _read_file(audio)
-    if encoding is not None:
-        chosen = encoding_from_name(encoding)
-    else:
-        sniffed = sniff_container(data)
-        if sniffed is None:
-            raise InvalidInputError(
-                "cannot tell the audio encoding (not WAV, FLAC or Ogg); "
-                "for raw PCM pass encoding= and sample_rate_hz="
-            )
-        chosen = sniffed
+    chosen = encoding_from_name(encoding) if encoding is not None else detect_container(data)
     return WireAudio(pcm_format(chosen, sample_rate_hz), data)
 
 
@@ -187,7 +207,8 @@ def _soundfile_chunks(path: str, chunk_ms: int) -> StreamAudio:
     try:
         info = soundfile.info(path)
     except (RuntimeError, soundfile.LibsndfileError) as error:
-        raise InvalidInputError(f"cannot decode {path}: {error}") from error
+        reason = error.error_string if isinstance(error, soundfile.LibsndfileError) else error
+        raise InvalidInputError(f"cannot decode {path}: {_clean(str(reason))}") from error
     rate = int(info.samplerate)
     frames = _frames_per_chunk(rate, chunk_ms)
 
@@ -202,27 +223,19 @@ def _soundfile_chunks(path: str, chunk_ms: int) -> StreamAudio:
 def _file_stream(path: str | os.PathLike[str], chunk_ms: int) -> StreamAudio:
     name = os.fspath(path)
     try:
-        with open(name, "rb") as handle:
-            head = handle.read(12)
+        reader = wave.open(name, "rb")  # noqa: SIM115 - closed by _wav_chunks
     except OSError as error:
         raise InvalidInputError(f"cannot read {name}: {error.strerror}") from error
-    container = sniff_container(head)
-    if container == pb.AUDIO_ENCODING_WAV:
-        try:
-            reader = wave.open(name, "rb")  # noqa: SIM115 - closed by _wav_chunks
-        except (wave.Error, EOFError) as error:
-            reader = None
-            wav_problem = str(error)
-        if reader is not None and reader.getsampwidth() == 2:
-            fmt = pcm_format(
-                pb.AUDIO_ENCODING_PCM_S16LE, reader.getframerate(), reader.getnchannels()
-            )
-            return StreamAudio(fmt, _wav_chunks(reader, chunk_ms))
-        if reader is not None:
-            wav_problem = f"{reader.getsampwidth() * 8}-bit samples"
-            reader.close()
-    else:
-        wav_problem = "not a WAV file"
+    except (wave.Error, EOFError) as error:
+        # Not a WAV the standard library reads (not RIFF, or float, 24-bit, WAVEX, ...).
+        reader = None
+        wav_problem = str(error)
+    if reader is not None and reader.getsampwidth() == 2:
+        fmt = pcm_format(pb.AUDIO_ENCODING_PCM_S16LE, reader.getframerate(), reader.getnchannels())
+        return StreamAudio(fmt, _wav_chunks(reader, chunk_ms))
+    if reader is not None:
+        wav_problem = f"{reader.getsampwidth() * 8}-bit samples"
+        reader.close()
     try:
         return _soundfile_chunks(name, chunk_ms)
     except ImportError:
@@ -230,6 +243,11 @@ def _file_stream(path: str | os.PathLike[str], chunk_ms: int) -> StreamAudio:
             f"cannot stream {name} ({wav_problem}) without soundfile: "
             "install mozart-client[audio-files], or convert it to 16-bit WAV"
         ) from None
+
+
+def _clean(message: str) -> str:
+    """A libsndfile message without the Python object it was reading."""
+    return re.sub(r"<[^<>]*\bat 0x[0-9a-fA-F]+>", "the audio", message).strip()
 
 
 def _iterable_stream(

@@ -28,6 +28,7 @@ from mozart_client.errors import (
     UnavailableError,
 )
 from mozart_client.results import ClassifyResult, HealthStatus
+from mozart_proto.v1.audio_formats import CONTAINER_NAMES
 
 
 class ExitCode(IntEnum):
@@ -118,7 +119,7 @@ def register(subparsers: Any) -> None:
     stream_connection = _connection_arguments()
 
     classify = subparsers.add_parser(
-        "classify", parents=[connection], help="classify audio files (WAV, FLAC, Ogg)"
+        "classify", parents=[connection], help=f"classify audio files ({CONTAINER_NAMES})"
     )
     classify.add_argument("files", nargs="+", metavar="FILE", help="audio files")
     _model_arguments(classify)

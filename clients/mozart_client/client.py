@@ -110,8 +110,8 @@ class Client:
         """Classifies a whole clip.
 
         Args:
-            audio: A file path, encoded bytes (WAV, FLAC, Ogg or raw PCM), or a
-                numpy array of samples, shape (frames,) or (frames, channels).
+            audio: A file path, encoded bytes (WAV, FLAC, Ogg, MP3, AIFF or raw PCM),
+                or a numpy array of samples, shape (frames,) or (frames, channels).
             model: Model name; empty picks the server's only model (an error if it has several).
             version: Model version; empty means the newest serving one.
             sample_rate_hz: Rate of numpy arrays and raw PCM bytes.

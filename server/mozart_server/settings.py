@@ -68,6 +68,13 @@ class ProviderMismatch(StrEnum):
     WARN = "warn"
 
 
+class FloatSamples(StrEnum):
+    """What happens to float samples beyond +-8 (refused, or every one clipped to [-1, 1])."""
+
+    REJECT = "reject"
+    CLIP = "clip"
+
+
 def _split_commas(value: Any) -> Any:
     # Flags and environment variables give lists as "a,b,c".
     if isinstance(value, str):
@@ -264,6 +271,11 @@ class StreamSettings(_Section):
         default=8,
         ge=1,
         description="Windows one stream may have queued or computing before reads pause.",
+    )
+    float_samples: FloatSamples = Field(
+        default=FloatSamples.REJECT,
+        description="reject: a float sample beyond +-8 is INVALID_ARGUMENT; clip: float "
+        "samples are clipped to [-1, 1]. NaN and infinity are always INVALID_ARGUMENT.",
     )
 
 

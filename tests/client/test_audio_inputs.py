@@ -63,7 +63,7 @@ def test_float64_array_becomes_f32le() -> None:
         (np.zeros(10, np.int64), {"sample_rate_hz": 8000}, "int16 or float"),
         (b"\x01\x02\x03 not audio at all", {}, "encoding"),
         (b"\x00\x00", {"encoding": "pcm_s16le"}, "sample_rate_hz"),
-        (b"\x00\x00", {"encoding": "mp3"}, "unknown encoding"),
+        (b"\x00\x00", {"encoding": "aac"}, "unknown encoding"),
         ("/no/such/file.wav", {}, "cannot read"),
     ],
 )

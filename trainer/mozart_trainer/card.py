@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from mozart_proto.v1.audio_formats import AUDIO_SUFFIXES
 from mozart_trainer.assess import EvaluationReport, accuracy_table
 from mozart_trainer.config import TrainConfig
-from mozart_trainer.corpus import AUDIO_SUFFIXES
 from mozart_trainer.manifest import ModelManifest
 from mozart_trainer.training import EpochSummary
 

@@ -19,7 +19,10 @@ import soundfile
 import soxr
 from numpy.typing import NDArray
 
-AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
+from mozart_proto.v1.audio_formats import AUDIO_SUFFIXES as CONTAINER_SUFFIXES
+
+#: File endings read as audio: every container Classify decodes (one list, shared).
+AUDIO_SUFFIXES = CONTAINER_SUFFIXES
 MANIFEST_NAME = "manifest.json"
 
 logger = logging.getLogger(__name__)

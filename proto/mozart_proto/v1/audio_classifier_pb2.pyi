@@ -15,6 +15,9 @@ class AudioEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUDIO_ENCODING_WAV: _ClassVar[AudioEncoding]
     AUDIO_ENCODING_FLAC: _ClassVar[AudioEncoding]
     AUDIO_ENCODING_OGG: _ClassVar[AudioEncoding]
+    AUDIO_ENCODING_MP3: _ClassVar[AudioEncoding]
+    AUDIO_ENCODING_AIFF: _ClassVar[AudioEncoding]
+    AUDIO_ENCODING_AUTO: _ClassVar[AudioEncoding]
 
 class Task(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -35,6 +38,9 @@ AUDIO_ENCODING_PCM_F32LE: AudioEncoding
 AUDIO_ENCODING_WAV: AudioEncoding
 AUDIO_ENCODING_FLAC: AudioEncoding
 AUDIO_ENCODING_OGG: AudioEncoding
+AUDIO_ENCODING_MP3: AudioEncoding
+AUDIO_ENCODING_AIFF: AudioEncoding
+AUDIO_ENCODING_AUTO: AudioEncoding
 TASK_UNSPECIFIED: Task
 TASK_MULTICLASS: Task
 TASK_MULTILABEL: Task

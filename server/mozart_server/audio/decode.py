@@ -1,8 +1,11 @@
-"""Decoding whole clips (WAV, FLAC, OGG, raw PCM) to mono float32, and resampling."""
+"""Decoding whole clips (raw PCM, or any container of `mozart_proto.v1.audio_formats`, by
+libsndfile) to mono float32 within the duration limit, and resampling."""
 
 from __future__ import annotations
 
 import io
+import math
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -11,30 +14,60 @@ import numpy as np
 import soundfile
 import soxr
 
-from mozart_server.audio.wav import STREAMING_DATA_SIZES, parse_wav_header
-from mozart_server.errors import InvalidArgumentError
+from mozart_proto.v1.audio_formats import (
+    CONTAINER_NAMES,
+    CONTAINERS,
+    AudioContainer,
+    container_of,
+)
+from mozart_server.audio.wav import STREAMING_DATA_SIZES
+from mozart_server.errors import InvalidArgumentError, OutOfRangeError
+from mozart_server.settings import FloatSamples
 from mozart_server.tensors import FloatArray
 
 MIN_SAMPLE_RATE_HZ = 8_000
 MAX_SAMPLE_RATE_HZ = 192_000
+#: Float samples beyond this are not audio (18 dB above full scale): lossy decoders and
+#: float masters go a little past +-1, but nothing real reaches +-8, and values near 1e19
+#: overflow a model's float32 arithmetic into NaN scores.
+MAX_FLOAT_SAMPLE_ABS = 8.0
+#: Frames decoded at a time: a clip costs at most its limit plus one block, whatever its
+#: header says (256 KiB of float32 per channel).
+DECODE_BLOCK_FRAMES = 65_536
+# libsndfile's frame count for a file whose length it cannot tell (SF_COUNT_MAX).
+_UNKNOWN_LENGTH = 2**63 - 1
+_UNRECOGNISED_FORMAT = 1  # libsndfile's SF_ERR_UNRECOGNISED_FORMAT
 
 
 class Encoding(StrEnum):
-    """How audio bytes are encoded."""
+    """How audio bytes are encoded: raw PCM, a container, or AUTO (detect the container)."""
 
     PCM_S16LE = "s16le"
     PCM_F32LE = "f32le"
     WAV = "wav"
     FLAC = "flac"
     OGG = "ogg"
+    MP3 = "mp3"
+    AIFF = "aiff"
+    AUTO = "auto"
 
 
 RAW_ENCODINGS = (Encoding.PCM_S16LE, Encoding.PCM_F32LE)
-CONTAINER_FORMATS = {Encoding.WAV: "WAV", Encoding.FLAC: "FLAC", Encoding.OGG: "OGG"}
+#: Each container's encoding and its entry in the shared list (a container added to the
+#: list without an Encoding member fails here, at import).
+CONTAINER_ENCODINGS: dict[Encoding, AudioContainer] = {Encoding(c.key): c for c in CONTAINERS}
 _SAMPLE_DTYPES: dict[Encoding, np.dtype[Any]] = {
     Encoding.PCM_S16LE: np.dtype("<i2"),
     Encoding.PCM_F32LE: np.dtype("<f4"),
 }
+# libsndfile notes a data chunk that declares more bytes than follow it, e.g.
+# "data : 320440 (should be 32000)" (WAV, WAVEX) or " SSND : 32008 (should be 21324)" (AIFF),
+# and an RF64 whose ds64 chunk declares more frames than follow.
+_DECLARED_BYTES = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_DECLARED_FRAMES = re.compile(
+    r"Calculated frame count (\d+) does not match value from 'ds64' chunk of (\d+)"
+)
+_OBJECT_ADDRESS = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
 
 
 @dataclass(frozen=True)
@@ -44,6 +77,16 @@ class AudioFormat:
     encoding: Encoding
     sample_rate_hz: int = 0
     channels: int = 0
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What decoding one clip may produce."""
+
+    max_duration_s: float
+    """Longest clip, in seconds of audio (the server's max_stream_duration_s)."""
+    float_samples: FloatSamples = FloatSamples.REJECT
+    """Whether float samples beyond +-MAX_FLOAT_SAMPLE_ABS are refused or all clipped."""
 
 
 @dataclass(frozen=True)
@@ -74,16 +117,56 @@ def check_raw_format(sample_rate_hz: int, channels: int) -> None:
         raise InvalidArgumentError(f"channels is {channels}; it must be 1 or 2")
 
 
-def pcm_to_float(data: bytes, encoding: Encoding, channels: int) -> FloatArray:
-    """Converts whole frames of raw little-endian PCM to mono float32 in [-1, 1]."""
+def checked_floats(samples: FloatArray, float_samples: FloatSamples, what: str) -> FloatArray:
+    """Refuses NaN and infinity; refuses samples beyond +-MAX_FLOAT_SAMPLE_ABS, or clips
+    every sample to [-1, 1], as `float_samples` says.
+
+    Args:
+        samples: float32 samples, any shape; clipped in place when writable.
+        float_samples: the server's float_samples setting.
+        what: the audio, for messages ("f32le audio", "the WAV audio").
+
+    Raises:
+        InvalidArgumentError: a non-finite sample, or one out of range under `reject`.
+    """
+    if not samples.size:
+        return samples
+    low, high = float(samples.min()), float(samples.max())  # NaN anywhere makes both NaN
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InvalidArgumentError(f"{what} contains NaN or infinite samples")
+    if float_samples is FloatSamples.CLIP:
+        if low < -1.0 or high > 1.0:
+            out = samples if samples.flags.writeable else None
+            return np.clip(samples, -1.0, 1.0, out=out)
+        return samples
+    peak = high if high >= -low else low
+    if abs(peak) > MAX_FLOAT_SAMPLE_ABS:
+        raise InvalidArgumentError(
+            f"{what} holds a sample of {peak:.3g}; float samples must lie within "
+            f"+-{MAX_FLOAT_SAMPLE_ABS:g} (full scale is +-1; the server's float_samples "
+            "setting is reject)"
+        )
+    return samples
+
+
+def pcm_to_float(
+    data: bytes,
+    encoding: Encoding,
+    channels: int,
+    float_samples: FloatSamples = FloatSamples.REJECT,
+) -> FloatArray:
+    """Converts whole frames of raw little-endian PCM to mono float32.
+
+    Raises:
+        InvalidArgumentError: f32le samples that are not finite, or out of range (see
+            `checked_floats`).
+    """
     dtype = _SAMPLE_DTYPES[encoding]
     samples = np.frombuffer(data, dtype=dtype)
     if encoding is Encoding.PCM_S16LE:
         floats = samples.astype(np.float32) / np.float32(32768.0)
     else:
-        floats = samples.astype(np.float32)
-        if not np.all(np.isfinite(floats)):
-            raise InvalidArgumentError("f32le audio contains NaN or infinite samples")
+        floats = checked_floats(samples.astype(np.float32), float_samples, "f32le audio")
     return downmix(floats.reshape(-1, channels))
 
 
@@ -99,59 +182,141 @@ def frame_bytes(encoding: Encoding, channels: int) -> int:
     return int(_SAMPLE_DTYPES[encoding].itemsize) * channels
 
 
-def decode_clip(data: bytes, audio_format: AudioFormat) -> DecodedAudio:
-    """Decodes a whole clip to mono float32 at its own rate.
+def decode_clip(data: bytes, audio_format: AudioFormat, limits: DecodeLimits) -> DecodedAudio:
+    """Decodes a whole clip to mono float32 at its own rate, never past the duration limit.
+
+    A container's header is read first: a clip it says is too long is refused before any
+    decoding. Then the audio is decoded a block at a time, and decoding stops as soon as
+    it passes the limit (headers can lie or leave the length out), so a clip costs at most
+    its limit in memory, whatever its file holds.
 
     Raises:
-        InvalidArgumentError: empty, malformed or undecodable audio, or a rate or channel
-            count outside the API's limits.
+        InvalidArgumentError: empty, malformed, truncated or undecodable audio; a container
+            other than the one declared; a rate or channel count outside the API's limits;
+            non-finite or out-of-range float samples.
+        OutOfRangeError: a clip longer than `limits.max_duration_s`.
     """
     if not data:
         raise InvalidArgumentError("the audio is empty")
-    if audio_format.encoding in RAW_ENCODINGS:
-        check_raw_format(audio_format.sample_rate_hz, audio_format.channels)
-        size = frame_bytes(audio_format.encoding, audio_format.channels)
-        if len(data) % size:
-            raise InvalidArgumentError(
-                f"{len(data)} bytes of {audio_format.encoding.value} audio with "
-                f"{audio_format.channels} channel(s) is not a whole number of {size}-byte frames"
-            )
-        samples = pcm_to_float(data, audio_format.encoding, audio_format.channels)
-        return DecodedAudio(samples, audio_format.sample_rate_hz)
-    container = CONTAINER_FORMATS[audio_format.encoding]
-    if audio_format.encoding is Encoding.WAV:
-        _check_wav_length(data)
+    if audio_format.encoding not in RAW_ENCODINGS:
+        return _decode_container(data, audio_format.encoding, limits)
+    rate, channels = audio_format.sample_rate_hz, audio_format.channels
+    check_raw_format(rate, channels)
+    size = frame_bytes(audio_format.encoding, channels)
+    if len(data) % size:
+        raise InvalidArgumentError(
+            f"{len(data)} bytes of {audio_format.encoding.value} audio with "
+            f"{channels} channel(s) is not a whole number of {size}-byte frames"
+        )
+    _check_duration(len(data) // size, rate, limits.max_duration_s, "")
+    samples = pcm_to_float(data, audio_format.encoding, channels, limits.float_samples)
+    return DecodedAudio(samples, rate)
+
+
+def _decode_container(data: bytes, encoding: Encoding, limits: DecodeLimits) -> DecodedAudio:
+    declared = CONTAINER_ENCODINGS.get(encoding)  # None: AUTO, detect it
+    name = declared.name if declared is not None else ""
     try:
         with soundfile.SoundFile(io.BytesIO(data)) as sound:
-            if sound.format != container:
-                raise InvalidArgumentError(
-                    f"format.encoding says {container} but the audio is {sound.format}"
-                )
-            frames = sound.read(dtype="float32", always_2d=True)
-            sample_rate_hz = sound.samplerate
+            container = _container(sound, declared)
+            name = container.name
+            rate, channels = int(sound.samplerate), int(sound.channels)
+            check_raw_format(rate, channels)
+            if sound.frames != _UNKNOWN_LENGTH:
+                _check_duration(int(sound.frames), rate, limits.max_duration_s, "its header says ")
+            _check_not_truncated(sound.extra_info, container)
+            samples = _read_mono(sound, rate, container, limits)
     except (soundfile.SoundFileError, RuntimeError, ValueError, TypeError) as error:
-        raise InvalidArgumentError(
-            f"the audio cannot be decoded as {container}: {error}"
-        ) from error
-    check_raw_format(int(sample_rate_hz), int(frames.shape[1]))
-    if frames.shape[0] == 0:
-        raise InvalidArgumentError(f"the {container} audio holds no samples")
-    if not np.all(np.isfinite(frames)):
-        raise InvalidArgumentError(f"the {container} audio contains NaN or infinite samples")
-    return DecodedAudio(downmix(frames), int(sample_rate_hz))
+        raise InvalidArgumentError(_decode_failure(name, error)) from error
+    return DecodedAudio(samples, rate)
 
 
-def _check_wav_length(data: bytes) -> None:
-    header = parse_wav_header(data[:65536])
-    if header is None:
-        raise InvalidArgumentError("the WAV header is truncated")
-    present = len(data) - header.data_offset
-    declared = header.declared_data_bytes
-    if declared not in STREAMING_DATA_SIZES and declared > present:
+def _container(sound: soundfile.SoundFile, declared: AudioContainer | None) -> AudioContainer:
+    found = container_of(str(sound.format))
+    if declared is None and found is None:
         raise InvalidArgumentError(
-            f"the WAV header declares {declared} data bytes but only {present} follow it "
-            "(truncated or lying header)"
+            f"the audio is {sound.format_info}, which Classify does not take; it takes "
+            f"{CONTAINER_NAMES}"
         )
+    if declared is not None and found is not declared:
+        actual = found.name if found is not None else sound.format_info
+        raise InvalidArgumentError(
+            f"format.encoding says {declared.name} but the audio is {actual}"
+        )
+    assert found is not None
+    return found
+
+
+def _check_duration(frames: int, rate: int, limit_s: float, source: str) -> None:
+    if frames > _limit_frames(rate, limit_s):
+        raise OutOfRangeError(
+            f"{source}the clip lasts {frames / rate:.1f} s, longer than the server's "
+            f"max_stream_duration_s of {limit_s} s"
+        )
+
+
+def _limit_frames(rate: int, limit_s: float) -> int:
+    return math.floor(limit_s * rate)
+
+
+def _check_not_truncated(log: str, container: AudioContainer) -> None:
+    """Refuses a file whose header declares more audio than follows it (libsndfile reads
+    what is there, so the clip would be classified short without a word)."""
+    if (found := _DECLARED_BYTES.search(log)) is not None:
+        declared, present = int(found[1]), int(found[2])
+        if declared > present and declared not in STREAMING_DATA_SIZES:
+            raise InvalidArgumentError(
+                f"the {container.name} header declares {declared} data bytes but only "
+                f"{present} follow it (truncated or lying header)"
+            )
+    if (found := _DECLARED_FRAMES.search(log)) is not None:
+        present, declared = int(found[1]), int(found[2])
+        if declared > present:
+            raise InvalidArgumentError(
+                f"the {container.name} header declares {declared} frames but only {present} "
+                "follow it (truncated or lying header)"
+            )
+
+
+def _read_mono(
+    sound: soundfile.SoundFile, rate: int, container: AudioContainer, limits: DecodeLimits
+) -> FloatArray:
+    limit = _limit_frames(rate, limits.max_duration_s)
+    what = f"the {container.name} audio"
+    blocks: list[FloatArray] = []
+    decoded = 0
+    while True:
+        block = sound.read(frames=DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        if not len(block):
+            break
+        decoded += len(block)
+        if decoded > limit:
+            raise OutOfRangeError(
+                f"the clip lasts more than {limits.max_duration_s} s (decoding stopped there), "
+                f"longer than the server's max_stream_duration_s of {limits.max_duration_s} s"
+            )
+        blocks.append(downmix(checked_floats(block, limits.float_samples, what)))
+    if not blocks:
+        raise InvalidArgumentError(f"{what} holds no samples")
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def _decode_failure(name: str, error: Exception) -> str:
+    """libsndfile's reason in plain words, without the Python object it was reading."""
+    as_what = f" as {name}" if name else ""
+    if isinstance(error, soundfile.LibsndfileError):
+        if error.code == _UNRECOGNISED_FORMAT:
+            what = f"{name}, nor any other" if name else "any"
+            return (
+                f"the audio cannot be decoded{as_what}: it is not {what} format the server "
+                f"recognises (Classify takes {CONTAINER_NAMES})"
+            )
+        reason = error.error_string
+    else:
+        reason = str(error)
+    reason = _OBJECT_ADDRESS.sub("the audio", reason).strip()
+    reason = reason.removeprefix("Error : ").rstrip(".") or type(error).__name__
+    return f"the audio cannot be decoded{as_what}: {reason}"
 
 
 def resample(samples: FloatArray, from_hz: int, to_hz: int) -> FloatArray:

@@ -18,6 +18,7 @@ from mozart_server.audio.decode import (
 from mozart_server.audio.wav import parse_wav_header
 from mozart_server.audio.windowing import window_count
 from mozart_server.errors import InvalidArgumentError
+from mozart_server.settings import FloatSamples
 from mozart_server.tensors import FloatArray
 
 _STREAM_ENCODINGS = (*RAW_ENCODINGS, Encoding.WAV)
@@ -27,20 +28,25 @@ class StreamDecoder:
     """Turns a stream's audio bytes into mono float32 samples at the stream's own rate.
 
     Raw PCM keeps a partial frame for the next chunk; WAV waits for its header first.
+    Float samples are checked as `float_samples` says (see `decode.checked_floats`).
     """
 
-    def __init__(self, audio_format: AudioFormat) -> None:
+    def __init__(
+        self, audio_format: AudioFormat, float_samples: FloatSamples = FloatSamples.REJECT
+    ) -> None:
         """Checks the format.
 
         Raises:
-            InvalidArgumentError: FLAC or OGG (Classify only), or raw PCM with a bad rate or
-                channel count.
+            InvalidArgumentError: a container other than WAV, or AUTO (Classify only), or raw
+                PCM with a bad rate or channel count.
         """
         if audio_format.encoding not in _STREAM_ENCODINGS:
             raise InvalidArgumentError(
                 f"{audio_format.encoding.name} cannot be streamed; streams carry PCM_S16LE, "
-                "PCM_F32LE or WAV (use Classify for FLAC and OGG)"
+                "PCM_F32LE or WAV (16-bit PCM or 32-bit float): send other files to "
+                "Classify, or decode them and stream the PCM"
             )
+        self._float_samples = float_samples
         self._encoding: Encoding | None = None
         self._channels = 0
         self.sample_rate_hz: int | None = None
@@ -66,7 +72,8 @@ class StreamDecoder:
         """Decodes the next bytes; returns the whole frames they complete (maybe none).
 
         Raises:
-            InvalidArgumentError: a malformed WAV header or bad samples.
+            InvalidArgumentError: a malformed WAV header, or non-finite or out-of-range
+                float samples.
         """
         self._pending += data
         if self._encoding is None:
@@ -81,7 +88,7 @@ class StreamDecoder:
         size = frame_bytes(self._encoding, self._channels)
         usable = len(self._pending) - len(self._pending) % size
         chunk, self._pending = self._pending[:usable], self._pending[usable:]
-        samples = pcm_to_float(chunk, self._encoding, self._channels)
+        samples = pcm_to_float(chunk, self._encoding, self._channels, self._float_samples)
         self.input_samples += len(samples)
         return samples
 
@@ -174,10 +181,15 @@ class StreamAudio:
     """A stream's bytes in, model windows out; the windower is made once the rate is known."""
 
     def __init__(
-        self, audio_format: AudioFormat, model_rate_hz: int, window_samples: int, hop: int
+        self,
+        audio_format: AudioFormat,
+        model_rate_hz: int,
+        window_samples: int,
+        hop: int,
+        float_samples: FloatSamples = FloatSamples.REJECT,
     ) -> None:
         """Checks the stream's format (see StreamDecoder)."""
-        self._decoder = StreamDecoder(audio_format)
+        self._decoder = StreamDecoder(audio_format, float_samples)
         self._model_rate_hz = model_rate_hz
         self._window_samples = window_samples
         self._hop = hop

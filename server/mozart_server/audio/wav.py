@@ -1,4 +1,8 @@
-"""A RIFF/WAVE header reader that works on a growing prefix, so streams can parse it bit by bit."""
+"""A RIFF/WAVE header reader that works on a growing prefix, so streams can parse it bit by bit.
+
+Streams only: Classify hands whole files to libsndfile (`decode.py`), which reads every
+WAV sample format; a stream's WAV carries 16-bit PCM or 32-bit float.
+"""
 
 from __future__ import annotations
 
@@ -81,6 +85,7 @@ def _header(fmt: tuple[int, int, int, int], data_offset: int, data_bytes: int) -
     else:
         raise InvalidArgumentError(
             f"WAV sample format {tag} with {bits} bits is not supported in streams; "
-            "send 16-bit PCM or 32-bit float"
+            "stream 16-bit PCM or 32-bit float WAV, or send the file to Classify, which "
+            "takes any WAV"
         )
     return WavHeader(sample_format, channels, rate, data_offset, data_bytes)

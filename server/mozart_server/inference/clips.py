@@ -21,6 +21,7 @@ from mozart_server.audio.decode import (
     RAW_ENCODINGS,
     AudioFormat,
     DecodedAudio,
+    DecodeLimits,
     decode_clip,
     resample,
 )
@@ -249,13 +250,9 @@ class ClipClassifier:
     def _decode_to_model_rate(
         self, data: bytes, audio_format: AudioFormat, model_rate_hz: int
     ) -> tuple[DecodedAudio, FloatArray]:
-        decoded = decode_clip(data, audio_format)
-        limit_s = self._settings.max_stream_duration_s
-        if decoded.duration_s > limit_s:
-            raise OutOfRangeError(
-                f"the clip lasts {decoded.duration_s:.1f} s, longer than the server's "
-                f"max_stream_duration_s of {limit_s} s"
-            )
+        # decode_clip stops at the duration limit (OUT_OF_RANGE), header first, then blocks.
+        limits = DecodeLimits(self._settings.max_stream_duration_s, self._settings.float_samples)
+        decoded = decode_clip(data, audio_format, limits)
         return decoded, resample(decoded.samples, decoded.sample_rate_hz, model_rate_hz)
 
     async def infer(

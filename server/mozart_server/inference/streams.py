@@ -159,6 +159,7 @@ class StreamSession:
             manifest.sample_rate_hz,
             manifest.window_samples,
             hop_samples(options.hop_ms, manifest.sample_rate_hz),
+            self._settings.float_samples,
         )
         ready: deque[Window] = deque()
         pending: deque[_InFlight] = deque()

@@ -18,9 +18,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mozart_proto.v1.audio_formats import AUDIO_SUFFIXES as CONTAINER_SUFFIXES
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+#: File endings read as audio: every container Classify decodes (one list, shared).
+AUDIO_SUFFIXES = CONTAINER_SUFFIXES
 #: The splits every Mozart dataset may use, in order.
 SPLITS = ("train", "val", "test")
 

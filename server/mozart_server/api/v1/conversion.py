@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mozart_proto.v1 import audio_classifier_pb2 as pb
-from mozart_server.audio.decode import AudioFormat, Encoding
+from mozart_server.audio.decode import CONTAINER_ENCODINGS, AudioFormat, Encoding
 from mozart_server.errors import InvalidArgumentError
 from mozart_server.inference.clips import ClipRequest
 from mozart_server.inference.results import ClipResult, Summary, WindowScores
@@ -17,13 +17,18 @@ from mozart_server.models.manifest import Manifest
 from mozart_server.models.registry import ServingVersion
 from mozart_server.tensors import FloatArray
 
-_ENCODINGS = {
+# Raw PCM, AUTO, and every container of the shared list (mozart_proto.v1.audio_formats).
+_ENCODINGS: dict[int, Encoding] = {
     pb.AUDIO_ENCODING_PCM_S16LE: Encoding.PCM_S16LE,
     pb.AUDIO_ENCODING_PCM_F32LE: Encoding.PCM_F32LE,
-    pb.AUDIO_ENCODING_WAV: Encoding.WAV,
-    pb.AUDIO_ENCODING_FLAC: Encoding.FLAC,
-    pb.AUDIO_ENCODING_OGG: Encoding.OGG,
+    **{
+        pb.AudioEncoding.Value(f"AUDIO_ENCODING_{container.wire_name}"): encoding
+        for encoding, container in CONTAINER_ENCODINGS.items()
+    },
+    pb.AUDIO_ENCODING_AUTO: Encoding.AUTO,
 }
+_ENCODING_NAMES = ", ".join(pb.AudioEncoding.Name(value).removeprefix("AUDIO_ENCODING_")
+                            for value in _ENCODINGS)  # fmt: skip
 _TASKS = {"multiclass": pb.TASK_MULTICLASS, "multilabel": pb.TASK_MULTILABEL}
 
 
@@ -37,7 +42,7 @@ def audio_format(message: pb.AudioFormat) -> AudioFormat:
     if encoding is None:
         raise InvalidArgumentError(
             f"format.encoding {message.encoding} is unspecified or unknown; use one of "
-            "PCM_S16LE, PCM_F32LE, WAV, FLAC, OGG"
+            f"{_ENCODING_NAMES}"
         )
     return AudioFormat(encoding, int(message.sample_rate_hz), int(message.channels))
 
