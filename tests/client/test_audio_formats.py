@@ -16,8 +16,9 @@ from mozart_client import Client
 from mozart_client.audio import clip_audio, stream_audio
 from mozart_client.errors import InvalidInputError
 from mozart_proto.v1 import audio_classifier_pb2 as pb
+from tests.client.test_cli import mozart
 from tests.support.audio import music_clip
-from tests.support.server import InProcessServer
+from tests.support.server import InProcessServer, running_server
 
 RATE = 16_000
 FILES = [
@@ -97,3 +98,27 @@ def test_without_soundfile_the_server_detects_the_container() -> None:
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert int(completed.stdout) == pb.AUDIO_ENCODING_AUTO
+
+
+def test_the_cli_classifies_mp3_and_aiff_and_names_what_it_refuses(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    # Before: `mozart classify song.mp3` exited 5 with "not WAV, FLAC or Ogg".
+    mp3 = _write(tmp_path, "MP3", "MPEG_LAYER_III", "mp3")
+    aiff = _write(tmp_path, "AIFF", "PCM_24", "aif")
+    au = tmp_path / "clip.au"
+    soundfile.write(au, np.zeros(1600, np.float32), RATE, format="AU", subtype="PCM_16")
+    long_flac = tmp_path / "long.flac"
+    soundfile.write(long_flac, np.zeros(RATE * 5, np.float32), RATE, subtype="PCM_16")
+    with running_server(model_repository, max_stream_duration_s=3.0) as server:
+        ok = mozart("classify", str(mp3), str(aiff), "--server", server.address)
+        assert ok.returncode == 0, ok.stderr
+        assert str(mp3) in ok.stdout
+        assert str(aiff) in ok.stdout
+        refused = mozart("classify", str(au), "--server", server.address)
+        assert refused.returncode == 5
+        assert "which Classify does not take" in refused.stderr
+        assert "0x" not in refused.stderr
+        too_long = mozart("classify", str(long_flac), "--server", server.address)
+        assert too_long.returncode == 5, too_long.stderr
+        assert "max_stream_duration_s" in too_long.stderr
