@@ -281,24 +281,34 @@ def _check_not_truncated(log: str, container: AudioContainer) -> None:
 def _read_mono(
     sound: soundfile.SoundFile, rate: int, container: AudioContainer, limits: DecodeLimits
 ) -> FloatArray:
+    """Decodes block by block into one mono array (sized from the header when it gives a
+    length within the limit, so the samples are held once); stops past the limit."""
     limit = _limit_frames(rate, limits.max_duration_s)
     what = f"the {container.name} audio"
-    blocks: list[FloatArray] = []
+    known = sound.frames if sound.frames != _UNKNOWN_LENGTH else 0
+    mono = np.empty(min(known, limit), dtype=np.float32)
+    extra: list[FloatArray] = []  # what a header that gave no (or a short) length left out
     decoded = 0
     while True:
         block = sound.read(frames=DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)
         if not len(block):
             break
-        decoded += len(block)
-        if decoded > limit:
+        if decoded + len(block) > limit:
             raise OutOfRangeError(
                 f"the clip lasts more than {limits.max_duration_s} s (decoding stopped there), "
                 f"longer than the server's max_stream_duration_s of {limits.max_duration_s} s"
             )
-        blocks.append(downmix(checked_floats(block, limits.float_samples, what)))
-    if not blocks:
+        samples = downmix(checked_floats(block, limits.float_samples, what))
+        fits = max(0, min(len(samples), len(mono) - decoded))
+        mono[decoded : decoded + fits] = samples[:fits]
+        if fits < len(samples):
+            extra.append(samples[fits:])
+        decoded += len(samples)
+    if not decoded:
         raise InvalidArgumentError(f"{what} holds no samples")
-    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    if extra:
+        return np.concatenate([mono, *extra])
+    return mono[:decoded]
 
 
 def _decode_failure(name: str, error: Exception) -> str:
