@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
@@ -22,6 +23,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from mozart_proto.inference import grpc_service_pb2_grpc as v2_grpc
 from mozart_proto.v1 import audio_classifier_pb2_grpc
 from mozart_server.api.health import ServingState
+from mozart_server.api.in_flight import InFlightCalls
 from mozart_server.api.interceptors import ServingInterceptor
 from mozart_server.api.v1.servicer import SERVICE_NAME, AudioClassifierServicer
 from mozart_server.api.v2.servicer import INFERENCE_SERVICE_NAME, InferenceServicer
@@ -39,6 +41,10 @@ logger = logging.getLogger(__name__)
 
 # Services behind the call envelope (auth, draining, error mapping, metrics).
 SERVED_SERVICES = (SERVICE_NAME, INFERENCE_SERVICE_NAME)
+# At the end of shutdown: how long streams that were cut get to send their status, the
+# port stays open answering UNAVAILABLE (no longer than drain_delay_s), and calls that
+# just finished get to send their status, before the gRPC server cancels what is left.
+CLOSING_S = 1.0
 
 
 def batcher_config(settings: BatchingSettings) -> BatcherConfig:
@@ -66,6 +72,7 @@ class MozartServer:
             self.registry, settings.streams, settings.admission, self.metrics
         )
         self.state = ServingState(SERVED_SERVICES)
+        self._calls = InFlightCalls(SERVED_SERVICES)
         self.control.add_listener(self._update_health)
         self.port = 0
         self.metrics_port = 0
@@ -74,7 +81,7 @@ class MozartServer:
 
     def _new_stream(self) -> StreamSession:
         return StreamSession(
-            self.registry, self.settings.streams, self.metrics, self.state.draining
+            self.registry, self.settings.streams, self.metrics, self.state.draining, self.state.cut
         )
 
     def _add_servicers(self, server: grpc.aio.Server) -> None:
@@ -94,7 +101,7 @@ class MozartServer:
         first = not self.state.started
         changed = ready != self.state.ready
         await self.state.set_ready(ready, has_models=bool(self.registry.names()))
-        if self.state.draining.is_set() or not (first or changed):
+        if self.state.shutting_down or not (first or changed):
             return
         if ready:
             logger.info("serving", extra={"models": self.registry.names()})
@@ -117,7 +124,8 @@ class MozartServer:
         self.metrics_port = httpd.server_port
         server = grpc.aio.server(
             interceptors=[
-                ServingInterceptor(self.metrics, self.state, SERVED_SERVICES, network.auth_token)
+                self._calls,  # outermost: counts every call of SERVED_SERVICES while it runs
+                ServingInterceptor(self.metrics, self.state, SERVED_SERVICES, network.auth_token),
             ],
             options=[
                 ("grpc.max_receive_message_length", network.max_message_bytes),
@@ -148,14 +156,39 @@ class MozartServer:
         )  # fmt: skip
         await self.control.start()
 
-    async def stop(self, grace_s: float | None = None) -> None:
-        """Drains: NOT_SERVING, refuse new calls, let in-flight work finish, close engines."""
-        grace = self.settings.process.shutdown_grace_s if grace_s is None else grace_s
-        logger.info("draining", extra={"grace_s": grace})
+    async def stop(self, grace_s: float | None = None, drain_delay_s: float | None = None) -> None:
+        """Shuts down in steps that clients can see (docs/server.md, "Shutdown").
+
+        Health says NOT_SERVING at once, and calls are still served for `drain_delay_s`,
+        so load balancers take this replica out. Then new calls get UNAVAILABLE (the
+        port stays open, so clients hear why), health Watch streams end, open streams
+        stop reading and send a summary marked DRAINED, and calls in flight get
+        `shutdown_grace_s` to finish. Streams still open after that end UNAVAILABLE;
+        only then does the gRPC server stop and the engines close.
+        """
+        process = self.settings.process
+        grace = process.shutdown_grace_s if grace_s is None else grace_s
+        delay = process.drain_delay_s if drain_delay_s is None else drain_delay_s
+        logger.info("draining", extra={"drain_delay_s": delay, "grace_s": grace})
+        await self.state.announce_shutdown()
+        if delay > 0 and self._server is not None:
+            await asyncio.sleep(delay)
+        grace_ends = time.monotonic() + grace
         await self.state.begin_draining()
+        logger.info("refusing new calls", extra={"calls_in_flight": self._calls.count})
         await self.control.aclose()
+        if not await self._calls.wait_idle(grace_ends - time.monotonic()):
+            logger.warning(
+                "calls still open at the end of the grace period are cut",
+                extra={"calls_in_flight": self._calls.count},
+            )
+            self.state.cut_streams()
+            await self._calls.wait_idle(CLOSING_S)
+        # A call racing the end still hears UNAVAILABLE from the interceptor instead of
+        # finding the port closed (with no drain delay, nothing is expected to race).
+        await asyncio.sleep(min(CLOSING_S, delay))
         if self._server is not None:
-            await self._server.stop(grace)
+            await self._server.stop(CLOSING_S)
         try:
             await asyncio.wait_for(self.registry.aclose(), timeout=max(grace, 0.1))
         except TimeoutError:
@@ -169,14 +202,21 @@ class MozartServer:
         logger.info("stopped")
 
     async def serve_until_signal(self) -> None:
-        """Starts, waits for SIGTERM or SIGINT, then stops within the grace period."""
+        """Starts, waits for SIGTERM or SIGINT, then stops (SIGINT without the drain delay)."""
+        received: list[signal.Signals] = []
         stop = asyncio.Event()
+
+        def on_signal(signum: signal.Signals) -> None:
+            received.append(signum)
+            stop.set()
+
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, on_signal, signum)
         await self.start()
         await stop.wait()
-        await self.stop()
+        # Ctrl-C: no load balancer is waiting to take this process out.
+        await self.stop(drain_delay_s=0.0 if received[0] is signal.SIGINT else None)
 
 
 def _server_credentials(settings: TlsSettings) -> grpc.ServerCredentials | None:

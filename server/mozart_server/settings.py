@@ -264,6 +264,12 @@ class StreamSettings(_Section):
         gt=0,
         description="Longest wait for the next stream message (INVALID_ARGUMENT).",
     )
+    stream_write_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait for a client to take the next stream result (it stopped "
+        "reading; gRPC flow control holds the write); then the stream ends RESOURCE_EXHAUSTED.",
+    )
     max_chunk_bytes: int = Field(
         default=1024 * 1024, ge=1, description="Largest audio chunk in one stream message."
     )
@@ -329,8 +335,17 @@ class RateLimitSettings(_Section):
 class ProcessSettings(_Section):
     """Shutdown and logs."""
 
+    drain_delay_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="After SIGTERM, how long health says NOT_SERVING while calls are still "
+        "served, so load balancers stop sending new ones (SIGINT skips it).",
+    )
     shutdown_grace_s: float = Field(
-        default=10.0, ge=0, description="How long in-flight work may finish after SIGTERM."
+        default=10.0,
+        ge=0,
+        description="After drain_delay_s, how long in-flight calls and streams may finish "
+        "while new calls get UNAVAILABLE.",
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
 

@@ -81,7 +81,11 @@ def test_abrupt_disconnects_leave_no_streams_tasks_or_queue_entries(model_reposi
 
 def test_sigterm_drains_then_exits_zero(model_repository: Path) -> None:
     audio = encode(music_clip(2.0, seed=22), 16_000, S16)
-    with spawned_server(model_repository, "--shutdown-grace-s", "20") as server:
+    # A drain delay, so that the port is still open (answering UNAVAILABLE) when the
+    # ListModels below races the end of shutdown.
+    with spawned_server(
+        model_repository, "--drain-delay-s", "1", "--shutdown-grace-s", "20"
+    ) as server:
         channel = grpc.insecure_channel(server.address)
         stub = pb_grpc.AudioClassifierStub(channel)
         health = health_pb2_grpc.HealthStub(channel)

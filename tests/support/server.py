@@ -102,7 +102,9 @@ class InProcessServer(_Scraping):
 @contextmanager
 def running_server(model_repository: Path, **settings: Any) -> Iterator[InProcessServer]:
     """A real server on 127.0.0.1:0 (metrics too) with the given settings, stopped on exit."""
-    values: dict[str, Any] = {"host": HOST, "port": 0, "metrics_host": HOST, "metrics_port": 0}
+    # No drain delay unless a test asks for one: nothing balances load in front of it.
+    values: dict[str, Any] = {"host": HOST, "port": 0, "metrics_host": HOST, "metrics_port": 0,
+                              "drain_delay_s": 0.0}  # fmt: skip
     values.update(settings, model_repository=model_repository)
     server = InProcessServer(ServerSettings(**values))
     try:
@@ -164,6 +166,7 @@ class SpawnedServer(_Scraping):
 def spawned_server(model_repository: Path, *flags: str) -> Iterator[SpawnedServer]:
     """A server subprocess on 127.0.0.1:0 with extra flags; killed on exit if still running."""
     args = ["--host", HOST, "--port", "0", "--metrics-host", HOST, "--metrics-port", "0",
+            "--drain-delay-s", "0",  # a test's own --drain-delay-s comes later and wins
             "--model-repository", str(model_repository), *flags]  # fmt: skip
     env = {key: value for key, value in os.environ.items() if not key.startswith("MOZART_")}
     server = SpawnedServer(args, env)

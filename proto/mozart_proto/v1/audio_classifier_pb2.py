@@ -24,19 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&mozart_proto/v1/audio_classifier.proto\x12\tmozart.v1\"c\n\x0b\x41udioFormat\x12*\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x18.mozart.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\x10\n\x08\x63hannels\x18\x03 \x01(\r\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x8b\x01\n\x0f\x43lassifyRequest\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.mozart.v1.ModelRef\x12&\n\x06\x66ormat\x18\x02 \x01(\x0b\x32\x16.mozart.v1.AudioFormat\x12\r\n\x05\x61udio\x18\x03 \x01(\x0c\x12\x0e\n\x06hop_ms\x18\x04 \x01(\r\x12\r\n\x05top_k\x18\x05 \x01(\r\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\xe9\x01\n\x0cWindowResult\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x10\n\x08start_ms\x18\x02 \x01(\x04\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x04\x12$\n\x05top_k\x18\x04 \x03(\x0b\x32\x15.mozart.v1.LabelScore\x12\x0e\n\x06scores\x18\x05 \x03(\x02\x12\x17\n\x0fsmoothed_scores\x18\x06 \x03(\x02\x12\x12\n\nmodel_name\x18\x07 \x01(\t\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12\x15\n\rqueue_time_us\x18\t \x01(\x04\x12\x17\n\x0f\x63ompute_time_us\x18\n \x01(\x04\"p\n\x07Summary\x12$\n\x05top_k\x18\x01 \x03(\x0b\x32\x15.mozart.v1.LabelScore\x12\x0e\n\x06scores\x18\x02 \x03(\x02\x12\x14\n\x0cwindow_count\x18\x03 \x01(\r\x12\x19\n\x11\x61udio_duration_ms\x18\x04 \x01(\x04\"\xb0\x01\n\x10\x43lassifyResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12(\n\x07windows\x18\x04 \x03(\x0b\x32\x17.mozart.v1.WindowResult\x12#\n\x07summary\x18\x05 \x01(\x0b\x32\x12.mozart.v1.Summary\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\x8c\x01\n\x0cStreamConfig\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.mozart.v1.ModelRef\x12&\n\x06\x66ormat\x18\x02 \x01(\x0b\x32\x16.mozart.v1.AudioFormat\x12\x0e\n\x06hop_ms\x18\x03 \x01(\r\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x11\n\tsmoothing\x18\x05 \x01(\x02\"^\n\x15StreamClassifyRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.mozart.v1.StreamConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"-\n\x0cStreamNotice\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xc5\x01\n\x16StreamClassifyResponse\x12\x10\n\x08is_final\x18\x01 \x01(\x08\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x17.mozart.v1.WindowResultH\x00\x12%\n\x07summary\x18\x03 \x01(\x0b\x32\x12.mozart.v1.SummaryH\x00\x12)\n\x06notice\x18\x04 \x01(\x0b\x32\x17.mozart.v1.StreamNoticeH\x00\x12\x12\n\nrequest_id\x18\x05 \x01(\tB\x08\n\x06result\"\xb5\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x1d\n\x04task\x18\x04 \x01(\x0e\x32\x0f.mozart.v1.Task\x12\x16\n\x0esample_rate_hz\x18\x05 \x01(\r\x12\x16\n\x0ewindow_samples\x18\x06 \x01(\r\x12\x11\n\twindow_ms\x18\x07 \x01(\r\x12\x16\n\x0e\x64\x65\x66\x61ult_hop_ms\x18\x08 \x01(\r\"\x13\n\x11ListModelsRequest\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.mozart.v1.ModelInfo\"5\n\x0fGetModelRequest\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.mozart.v1.ModelRef\"X\n\rVersionStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.mozart.v1.VersionState\x12\x0e\n\x06reason\x18\x03 \x01(\t\"G\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x08versions\x18\x02 \x03(\x0b\x32\x18.mozart.v1.VersionStatus\"\x18\n\x16ListModelStatusRequest\"A\n\x17ListModelStatusResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.mozart.v1.ModelStatus\"0\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reload\x18\x02 \x01(\x08\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*\xfe\x01\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_S16LE\x10\x01\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_F32LE\x10\x02\x12\x16\n\x12\x41UDIO_ENCODING_WAV\x10\x03\x12\x17\n\x13\x41UDIO_ENCODING_FLAC\x10\x04\x12\x16\n\x12\x41UDIO_ENCODING_OGG\x10\x05\x12\x16\n\x12\x41UDIO_ENCODING_MP3\x10\x06\x12\x17\n\x13\x41UDIO_ENCODING_AIFF\x10\x07\x12\x17\n\x13\x41UDIO_ENCODING_AUTO\x10\x08*F\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_MULTICLASS\x10\x01\x12\x13\n\x0fTASK_MULTILABEL\x10\x02*\x9d\x01\n\x0cVersionState\x12\x1d\n\x19VERSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15VERSION_STATE_LOADING\x10\x01\x12\x17\n\x13VERSION_STATE_READY\x10\x02\x12\x1b\n\x17VERSION_STATE_UNLOADING\x10\x03\x12\x1d\n\x19VERSION_STATE_UNAVAILABLE\x10\x04\x32\x9c\x04\n\x0f\x41udioClassifier\x12\x43\n\x08\x43lassify\x12\x1a.mozart.v1.ClassifyRequest\x1a\x1b.mozart.v1.ClassifyResponse\x12Y\n\x0eStreamClassify\x12 .mozart.v1.StreamClassifyRequest\x1a!.mozart.v1.StreamClassifyResponse(\x01\x30\x01\x12I\n\nListModels\x12\x1c.mozart.v1.ListModelsRequest\x1a\x1d.mozart.v1.ListModelsResponse\x12<\n\x08GetModel\x12\x1a.mozart.v1.GetModelRequest\x1a\x14.mozart.v1.ModelInfo\x12X\n\x0fListModelStatus\x12!.mozart.v1.ListModelStatusRequest\x1a\".mozart.v1.ListModelStatusResponse\x12@\n\tLoadModel\x12\x1b.mozart.v1.LoadModelRequest\x1a\x16.mozart.v1.ModelStatus\x12\x44\n\x0bUnloadModel\x12\x1d.mozart.v1.UnloadModelRequest\x1a\x16.mozart.v1.ModelStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&mozart_proto/v1/audio_classifier.proto\x12\tmozart.v1\"c\n\x0b\x41udioFormat\x12*\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x18.mozart.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\x12\x10\n\x08\x63hannels\x18\x03 \x01(\r\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x8b\x01\n\x0f\x43lassifyRequest\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.mozart.v1.ModelRef\x12&\n\x06\x66ormat\x18\x02 \x01(\x0b\x32\x16.mozart.v1.AudioFormat\x12\r\n\x05\x61udio\x18\x03 \x01(\x0c\x12\x0e\n\x06hop_ms\x18\x04 \x01(\r\x12\r\n\x05top_k\x18\x05 \x01(\r\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\xe9\x01\n\x0cWindowResult\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x10\n\x08start_ms\x18\x02 \x01(\x04\x12\x0e\n\x06\x65nd_ms\x18\x03 \x01(\x04\x12$\n\x05top_k\x18\x04 \x03(\x0b\x32\x15.mozart.v1.LabelScore\x12\x0e\n\x06scores\x18\x05 \x03(\x02\x12\x17\n\x0fsmoothed_scores\x18\x06 \x03(\x02\x12\x12\n\nmodel_name\x18\x07 \x01(\t\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12\x15\n\rqueue_time_us\x18\t \x01(\x04\x12\x17\n\x0f\x63ompute_time_us\x18\n \x01(\x04\"p\n\x07Summary\x12$\n\x05top_k\x18\x01 \x03(\x0b\x32\x15.mozart.v1.LabelScore\x12\x0e\n\x06scores\x18\x02 \x03(\x02\x12\x14\n\x0cwindow_count\x18\x03 \x01(\r\x12\x19\n\x11\x61udio_duration_ms\x18\x04 \x01(\x04\"\xb0\x01\n\x10\x43lassifyResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12(\n\x07windows\x18\x04 \x03(\x0b\x32\x17.mozart.v1.WindowResult\x12#\n\x07summary\x18\x05 \x01(\x0b\x32\x12.mozart.v1.Summary\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\x8c\x01\n\x0cStreamConfig\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.mozart.v1.ModelRef\x12&\n\x06\x66ormat\x18\x02 \x01(\x0b\x32\x16.mozart.v1.AudioFormat\x12\x0e\n\x06hop_ms\x18\x03 \x01(\r\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x11\n\tsmoothing\x18\x05 \x01(\x02\"^\n\x15StreamClassifyRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.mozart.v1.StreamConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"-\n\x0cStreamNotice\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf5\x01\n\x16StreamClassifyResponse\x12\x10\n\x08is_final\x18\x01 \x01(\x08\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x17.mozart.v1.WindowResultH\x00\x12%\n\x07summary\x18\x03 \x01(\x0b\x32\x12.mozart.v1.SummaryH\x00\x12)\n\x06notice\x18\x04 \x01(\x0b\x32\x17.mozart.v1.StreamNoticeH\x00\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12.\n\nend_reason\x18\x06 \x01(\x0e\x32\x1a.mozart.v1.StreamEndReasonB\x08\n\x06result\"\xb5\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x1d\n\x04task\x18\x04 \x01(\x0e\x32\x0f.mozart.v1.Task\x12\x16\n\x0esample_rate_hz\x18\x05 \x01(\r\x12\x16\n\x0ewindow_samples\x18\x06 \x01(\r\x12\x11\n\twindow_ms\x18\x07 \x01(\r\x12\x16\n\x0e\x64\x65\x66\x61ult_hop_ms\x18\x08 \x01(\r\"\x13\n\x11ListModelsRequest\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.mozart.v1.ModelInfo\"5\n\x0fGetModelRequest\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.mozart.v1.ModelRef\"X\n\rVersionStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.mozart.v1.VersionState\x12\x0e\n\x06reason\x18\x03 \x01(\t\"G\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x08versions\x18\x02 \x03(\x0b\x32\x18.mozart.v1.VersionStatus\"\x18\n\x16ListModelStatusRequest\"A\n\x17ListModelStatusResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.mozart.v1.ModelStatus\"0\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reload\x18\x02 \x01(\x08\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*\xfe\x01\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_S16LE\x10\x01\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_F32LE\x10\x02\x12\x16\n\x12\x41UDIO_ENCODING_WAV\x10\x03\x12\x17\n\x13\x41UDIO_ENCODING_FLAC\x10\x04\x12\x16\n\x12\x41UDIO_ENCODING_OGG\x10\x05\x12\x16\n\x12\x41UDIO_ENCODING_MP3\x10\x06\x12\x17\n\x13\x41UDIO_ENCODING_AIFF\x10\x07\x12\x17\n\x13\x41UDIO_ENCODING_AUTO\x10\x08*s\n\x0fStreamEndReason\x12!\n\x1dSTREAM_END_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1aSTREAM_END_REASON_COMPLETE\x10\x01\x12\x1d\n\x19STREAM_END_REASON_DRAINED\x10\x02*F\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_MULTICLASS\x10\x01\x12\x13\n\x0fTASK_MULTILABEL\x10\x02*\x9d\x01\n\x0cVersionState\x12\x1d\n\x19VERSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15VERSION_STATE_LOADING\x10\x01\x12\x17\n\x13VERSION_STATE_READY\x10\x02\x12\x1b\n\x17VERSION_STATE_UNLOADING\x10\x03\x12\x1d\n\x19VERSION_STATE_UNAVAILABLE\x10\x04\x32\x9c\x04\n\x0f\x41udioClassifier\x12\x43\n\x08\x43lassify\x12\x1a.mozart.v1.ClassifyRequest\x1a\x1b.mozart.v1.ClassifyResponse\x12Y\n\x0eStreamClassify\x12 .mozart.v1.StreamClassifyRequest\x1a!.mozart.v1.StreamClassifyResponse(\x01\x30\x01\x12I\n\nListModels\x12\x1c.mozart.v1.ListModelsRequest\x1a\x1d.mozart.v1.ListModelsResponse\x12<\n\x08GetModel\x12\x1a.mozart.v1.GetModelRequest\x1a\x14.mozart.v1.ModelInfo\x12X\n\x0fListModelStatus\x12!.mozart.v1.ListModelStatusRequest\x1a\".mozart.v1.ListModelStatusResponse\x12@\n\tLoadModel\x12\x1b.mozart.v1.LoadModelRequest\x1a\x16.mozart.v1.ModelStatus\x12\x44\n\x0bUnloadModel\x12\x1d.mozart.v1.UnloadModelRequest\x1a\x16.mozart.v1.ModelStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mozart_proto.v1.audio_classifier_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOENCODING']._serialized_start=2061
-  _globals['_AUDIOENCODING']._serialized_end=2315
-  _globals['_TASK']._serialized_start=2317
-  _globals['_TASK']._serialized_end=2387
-  _globals['_VERSIONSTATE']._serialized_start=2390
-  _globals['_VERSIONSTATE']._serialized_end=2547
+  _globals['_AUDIOENCODING']._serialized_start=2109
+  _globals['_AUDIOENCODING']._serialized_end=2363
+  _globals['_STREAMENDREASON']._serialized_start=2365
+  _globals['_STREAMENDREASON']._serialized_end=2480
+  _globals['_TASK']._serialized_start=2482
+  _globals['_TASK']._serialized_end=2552
+  _globals['_VERSIONSTATE']._serialized_start=2555
+  _globals['_VERSIONSTATE']._serialized_end=2712
   _globals['_AUDIOFORMAT']._serialized_start=53
   _globals['_AUDIOFORMAT']._serialized_end=152
   _globals['_MODELREF']._serialized_start=154
@@ -58,27 +60,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMNOTICE']._serialized_start=1151
   _globals['_STREAMNOTICE']._serialized_end=1196
   _globals['_STREAMCLASSIFYRESPONSE']._serialized_start=1199
-  _globals['_STREAMCLASSIFYRESPONSE']._serialized_end=1396
-  _globals['_MODELINFO']._serialized_start=1399
-  _globals['_MODELINFO']._serialized_end=1580
-  _globals['_LISTMODELSREQUEST']._serialized_start=1582
-  _globals['_LISTMODELSREQUEST']._serialized_end=1601
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1603
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1661
-  _globals['_GETMODELREQUEST']._serialized_start=1663
-  _globals['_GETMODELREQUEST']._serialized_end=1716
-  _globals['_VERSIONSTATUS']._serialized_start=1718
-  _globals['_VERSIONSTATUS']._serialized_end=1806
-  _globals['_MODELSTATUS']._serialized_start=1808
-  _globals['_MODELSTATUS']._serialized_end=1879
-  _globals['_LISTMODELSTATUSREQUEST']._serialized_start=1881
-  _globals['_LISTMODELSTATUSREQUEST']._serialized_end=1905
-  _globals['_LISTMODELSTATUSRESPONSE']._serialized_start=1907
-  _globals['_LISTMODELSTATUSRESPONSE']._serialized_end=1972
-  _globals['_LOADMODELREQUEST']._serialized_start=1974
-  _globals['_LOADMODELREQUEST']._serialized_end=2022
-  _globals['_UNLOADMODELREQUEST']._serialized_start=2024
-  _globals['_UNLOADMODELREQUEST']._serialized_end=2058
-  _globals['_AUDIOCLASSIFIER']._serialized_start=2550
-  _globals['_AUDIOCLASSIFIER']._serialized_end=3090
+  _globals['_STREAMCLASSIFYRESPONSE']._serialized_end=1444
+  _globals['_MODELINFO']._serialized_start=1447
+  _globals['_MODELINFO']._serialized_end=1628
+  _globals['_LISTMODELSREQUEST']._serialized_start=1630
+  _globals['_LISTMODELSREQUEST']._serialized_end=1649
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1651
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1709
+  _globals['_GETMODELREQUEST']._serialized_start=1711
+  _globals['_GETMODELREQUEST']._serialized_end=1764
+  _globals['_VERSIONSTATUS']._serialized_start=1766
+  _globals['_VERSIONSTATUS']._serialized_end=1854
+  _globals['_MODELSTATUS']._serialized_start=1856
+  _globals['_MODELSTATUS']._serialized_end=1927
+  _globals['_LISTMODELSTATUSREQUEST']._serialized_start=1929
+  _globals['_LISTMODELSTATUSREQUEST']._serialized_end=1953
+  _globals['_LISTMODELSTATUSRESPONSE']._serialized_start=1955
+  _globals['_LISTMODELSTATUSRESPONSE']._serialized_end=2020
+  _globals['_LOADMODELREQUEST']._serialized_start=2022
+  _globals['_LOADMODELREQUEST']._serialized_end=2070
+  _globals['_UNLOADMODELREQUEST']._serialized_start=2072
+  _globals['_UNLOADMODELREQUEST']._serialized_end=2106
+  _globals['_AUDIOCLASSIFIER']._serialized_start=2715
+  _globals['_AUDIOCLASSIFIER']._serialized_end=3255
 # @@protoc_insertion_point(module_scope)

@@ -19,6 +19,12 @@ class AudioEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUDIO_ENCODING_AIFF: _ClassVar[AudioEncoding]
     AUDIO_ENCODING_AUTO: _ClassVar[AudioEncoding]
 
+class StreamEndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STREAM_END_REASON_UNSPECIFIED: _ClassVar[StreamEndReason]
+    STREAM_END_REASON_COMPLETE: _ClassVar[StreamEndReason]
+    STREAM_END_REASON_DRAINED: _ClassVar[StreamEndReason]
+
 class Task(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK_UNSPECIFIED: _ClassVar[Task]
@@ -41,6 +47,9 @@ AUDIO_ENCODING_OGG: AudioEncoding
 AUDIO_ENCODING_MP3: AudioEncoding
 AUDIO_ENCODING_AIFF: AudioEncoding
 AUDIO_ENCODING_AUTO: AudioEncoding
+STREAM_END_REASON_UNSPECIFIED: StreamEndReason
+STREAM_END_REASON_COMPLETE: StreamEndReason
+STREAM_END_REASON_DRAINED: StreamEndReason
 TASK_UNSPECIFIED: Task
 TASK_MULTICLASS: Task
 TASK_MULTILABEL: Task
@@ -173,18 +182,20 @@ class StreamNotice(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class StreamClassifyResponse(_message.Message):
-    __slots__ = ("is_final", "window", "summary", "notice", "request_id")
+    __slots__ = ("is_final", "window", "summary", "notice", "request_id", "end_reason")
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     NOTICE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    END_REASON_FIELD_NUMBER: _ClassVar[int]
     is_final: bool
     window: WindowResult
     summary: Summary
     notice: StreamNotice
     request_id: str
-    def __init__(self, is_final: _Optional[bool] = ..., window: _Optional[_Union[WindowResult, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., notice: _Optional[_Union[StreamNotice, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    end_reason: StreamEndReason
+    def __init__(self, is_final: _Optional[bool] = ..., window: _Optional[_Union[WindowResult, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., notice: _Optional[_Union[StreamNotice, _Mapping]] = ..., request_id: _Optional[str] = ..., end_reason: _Optional[_Union[StreamEndReason, str]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "versions", "labels", "task", "sample_rate_hz", "window_samples", "window_ms", "default_hop_ms")

@@ -6,8 +6,14 @@ lease on its model version from start to end, so a stream that began on a
 version ends on it even if a newer one is swapped in meanwhile.
 
 Reads pause while the stream has `max_windows_in_flight_per_stream` windows queued
-or computing, so a fast sender cannot make the server buffer without bound. Every
-task the session starts is cancelled and awaited when it ends, however it ends.
+or computing, so a fast sender cannot make the server buffer without bound; a client
+that stops taking results (the sink's writes wait) gets `stream_write_timeout_s`, then
+the stream ends RESOURCE_EXHAUSTED. Every task the session starts is cancelled and
+awaited when it ends, however it ends.
+
+Shutdown reaches a session twice: `draining` (stop reading, finish the windows already
+read, send the summary marked `StreamEnd.DRAINED`) and `cut` (the grace period is
+over: end at once, UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -24,7 +31,12 @@ from mozart_server.audio.decode import AudioFormat
 from mozart_server.audio.stream import StreamAudio, Window
 from mozart_server.audio.windowing import hop_samples
 from mozart_server.batching.batcher import BatchResult
-from mozart_server.errors import InvalidArgumentError, OutOfRangeError, ResourceExhaustedError
+from mozart_server.errors import (
+    InvalidArgumentError,
+    OutOfRangeError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 from mozart_server.inference.guards import ensure_finite
 from mozart_server.inference.options import WindowOptions, window_options
 from mozart_server.inference.results import Summary, WindowScores, summarize
@@ -36,6 +48,22 @@ from mozart_server.settings import StreamSettings
 from mozart_server.tensors import FloatArray
 
 T = TypeVar("T")
+
+DRAINING_MESSAGE = "the server is draining for shutdown; retry on another replica"
+CUT_MESSAGE = (
+    "server shutting down: the stream was still open at the end of the shutdown grace "
+    "period (shutdown_grace_s); send the rest of its audio to another replica"
+)
+
+
+class StreamEnd(Enum):
+    """Why a stream's summary came."""
+
+    # The client half-closed, and every window of its audio was classified.
+    COMPLETE = "complete"
+    # The server is shutting down: it stopped reading the stream and summarized the
+    # windows of the audio it had read; the rest was not classified.
+    DRAINED = "drained"
 
 
 @dataclass(frozen=True)
@@ -69,8 +97,10 @@ class StreamSink(Protocol):
     async def notice(self, code: str, message: str) -> None:
         """A recoverable problem with one window (e.g. RESOURCE_EXHAUSTED), in-band."""
 
-    async def summary(self, manifest: Manifest, summary: Summary, top_k: int) -> None:
-        """The last message: the mean of every window's scores."""
+    async def summary(
+        self, manifest: Manifest, summary: Summary, top_k: int, end: StreamEnd
+    ) -> None:
+        """The last message: the mean of every window's scores, and why the stream ended."""
 
 
 @dataclass(frozen=True)
@@ -88,11 +118,13 @@ class StreamSession:
         settings: StreamSettings,
         metrics: ServerMetrics,
         draining: asyncio.Event,
+        cut: asyncio.Event,
     ) -> None:
         self._registry = registry
         self._settings = settings
         self._metrics = metrics
         self._draining = draining
+        self._cut = cut
         self._tasks: set[asyncio.Task[Any]] = set()
         self._score_rows: list[FloatArray] = []
         self._smoothed: FloatArray | None = None
@@ -101,15 +133,20 @@ class StreamSession:
         """Serves the stream until the end of its audio, drain, error or disconnect."""
         self._metrics.active_streams.inc()
         try:
-            request = await self._before_idle_timeout(source.config())
+            drain = self._spawn(self._draining.wait())
+            cut = self._spawn(self._cut.wait())
+            request = await self._config(source, drain)
             with self._registry.lease(request.model_name, request.model_version) as model:
                 note_model(model.name, model.version)
-                await self._serve(model, request, source, sink)
+                await self._serve(model, request, source, sink, drain=drain, cut=cut)
         finally:
             for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._metrics.active_streams.dec()
+            try:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            finally:
+                # Even when gRPC cancels this call meanwhile (its client went away).
+                self._metrics.active_streams.dec()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -133,6 +170,26 @@ class StreamSession:
                 f"no message arrived for {timeout_s} s (stream_idle_timeout_s)"
             ) from None
 
+    async def _config(self, source: StreamSource, drain: asyncio.Task[Any]) -> StreamRequest:
+        """The stream's configuration; UNAVAILABLE if the server drains before it comes."""
+        config = self._spawn(self._before_idle_timeout(source.config()))
+        await asyncio.wait((config, drain), return_when=asyncio.FIRST_COMPLETED)
+        if not config.done():
+            raise UnavailableError(DRAINING_MESSAGE)
+        return config.result()
+
+    async def _write(self, send: Awaitable[None]) -> None:
+        """Sends one message; RESOURCE_EXHAUSTED when the client does not take it in time."""
+        timeout_s = self._settings.stream_write_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                await send
+        except TimeoutError:
+            raise ResourceExhaustedError(
+                f"the client did not read the stream's results for {timeout_s} s "
+                "(stream_write_timeout_s); read them as they come"
+            ) from None
+
     async def _read_audio(self, source: StreamSource) -> bytes | None:
         data = await self._before_idle_timeout(source.audio())
         if data is not None and len(data) > self._settings.max_chunk_bytes:
@@ -148,6 +205,9 @@ class StreamSession:
         request: StreamRequest,
         source: StreamSource,
         sink: StreamSink,
+        *,
+        drain: asyncio.Task[Any],
+        cut: asyncio.Task[Any],
     ) -> None:
         manifest = model.manifest
         options = window_options(
@@ -165,23 +225,27 @@ class StreamSession:
         pending: deque[_InFlight] = deque()
         cap = self._settings.max_windows_in_flight_per_stream
         read_task: asyncio.Task[bytes | None] | None = None
-        drain_task = self._spawn(self._draining.wait())
         input_done = False
+        end = StreamEnd.COMPLETE
         while True:
             while ready and len(pending) < cap:
                 window = ready.popleft()
                 batch = window.samples[np.newaxis, :]
                 pending.append(_InFlight(window, self._spawn(model.batcher.submit(batch))))
             if read_task is None and not input_done and not ready and len(pending) < cap:
+                # Once draining, the wait below returns at once and cancels this read.
                 read_task = self._spawn(self._read_audio(source))
             waiting: set[asyncio.Future[Any]] = set()
             if read_task is not None:
-                waiting.update((read_task, drain_task))
+                waiting.update((read_task, drain))
             if pending:
                 waiting.add(pending[0].task)
             if not waiting:
                 break
+            waiting.add(cut)
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if cut.done():
+                raise UnavailableError(CUT_MESSAGE)
             while pending and pending[0].task.done():
                 await self._send_window(model, pending.popleft(), options, sink)
             if read_task is not None and read_task.done():
@@ -190,16 +254,16 @@ class StreamSession:
                     ready.extend(audio.push(data))
                     self._check_duration(audio)
                     continue
-            elif read_task is not None and drain_task.done():
-                # Draining for shutdown: stop reading, finish what is in flight, summarize.
+                input_done = True
+                ready.extend(audio.finish())
+            elif read_task is not None and drain.done():
+                # Draining for shutdown: stop reading, finish the windows of the audio
+                # read so far (a partial window or frame at its end is dropped), summarize.
                 read_task.cancel()
                 read_task = None
-            else:
-                continue
-            input_done = True
-            ready.extend(audio.finish())
+                input_done, end = True, StreamEnd.DRAINED
         summary = summarize(manifest, self._score_rows, audio.input_duration_s)
-        await sink.summary(manifest, summary, options.top_k)
+        await self._write(sink.summary(manifest, summary, options.top_k, end))
 
     def _check_duration(self, audio: StreamAudio) -> None:
         limit_s = self._settings.max_stream_duration_s
@@ -221,7 +285,7 @@ class StreamSession:
         try:
             result = in_flight.task.result()
         except ResourceExhaustedError as error:
-            await sink.notice("RESOURCE_EXHAUSTED", error.message)
+            await self._write(sink.notice("RESOURCE_EXHAUSTED", error.message))
             return
         scores = result.outputs.probabilities[0]
         ensure_finite(scores, model, self._metrics)
@@ -240,4 +304,4 @@ class StreamSession:
             queue_time_s=result.queue_time_s,
             compute_time_s=result.compute_time_s,
         )
-        await sink.window(model.manifest, scored, options.top_k)
+        await self._write(sink.window(model.manifest, scored, options.top_k))

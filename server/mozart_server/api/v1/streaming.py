@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -10,7 +12,7 @@ from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_server.api.v1 import conversion
 from mozart_server.errors import InvalidArgumentError
 from mozart_server.inference.results import Summary, WindowScores
-from mozart_server.inference.streams import StreamRequest
+from mozart_server.inference.streams import StreamEnd, StreamRequest
 from mozart_server.models.manifest import Manifest
 
 if TYPE_CHECKING:
@@ -18,6 +20,26 @@ if TYPE_CHECKING:
 
 # grpc-stubs does not declare the end-of-stream marker of context.read().
 EOF = grpc.aio.EOF  # type: ignore[attr-defined]
+
+END_REASONS = {
+    StreamEnd.COMPLETE: pb.STREAM_END_REASON_COMPLETE,
+    StreamEnd.DRAINED: pb.STREAM_END_REASON_DRAINED,
+}
+
+T = TypeVar("T")
+
+
+async def _on_the_call(operation: Awaitable[T]) -> T:
+    """Runs a read or write on the call; one that fails because the call is over is a cancel.
+
+    gRPC fails the operations of a call whose client cancelled or went away
+    (`grpc.aio.InternalError`, "ExecuteBatchError"), sometimes before it cancels the
+    handler: that is the client leaving, not a server fault.
+    """
+    try:
+        return await operation
+    except grpc.aio.InternalError:
+        raise asyncio.CancelledError("the client cancelled the stream or went away") from None
 
 
 class GrpcStreamSource:
@@ -32,7 +54,7 @@ class GrpcStreamSource:
         Raises:
             InvalidArgumentError: the stream ended first, or the first message is audio.
         """
-        first: Any = await self._context.read()
+        first: Any = await _on_the_call(self._context.read())
         if first is EOF:
             raise InvalidArgumentError("the stream ended before its StreamConfig")
         if first.WhichOneof("request") != "config":
@@ -45,7 +67,7 @@ class GrpcStreamSource:
         Raises:
             InvalidArgumentError: a later message carries a second StreamConfig.
         """
-        message: Any = await self._context.read()
+        message: Any = await _on_the_call(self._context.read())
         if message is EOF:
             return None
         if message.WhichOneof("request") != "audio":
@@ -63,20 +85,32 @@ class GrpcStreamSink:
     async def window(self, manifest: Manifest, window: WindowScores, top_k: int) -> None:
         """An interim WindowResult."""
         message = conversion.window_result(manifest, window, top_k)
-        await self._context.write(
-            pb.StreamClassifyResponse(is_final=False, window=message, request_id=self._request_id)
+        await _on_the_call(
+            self._context.write(
+                pb.StreamClassifyResponse(
+                    is_final=False, window=message, request_id=self._request_id
+                )
+            )
         )
 
     async def notice(self, code: str, message: str) -> None:
         """An in-band StreamNotice."""
         notice = pb.StreamNotice(code=code, message=message)
-        await self._context.write(
-            pb.StreamClassifyResponse(notice=notice, request_id=self._request_id)
+        await _on_the_call(
+            self._context.write(
+                pb.StreamClassifyResponse(notice=notice, request_id=self._request_id)
+            )
         )
 
-    async def summary(self, manifest: Manifest, summary: Summary, top_k: int) -> None:
-        """The final message with the stream's summary."""
+    async def summary(
+        self, manifest: Manifest, summary: Summary, top_k: int, end: StreamEnd
+    ) -> None:
+        """The final message with the stream's summary and why it ended."""
         message = conversion.summary(manifest, summary, top_k)
-        await self._context.write(
-            pb.StreamClassifyResponse(is_final=True, summary=message, request_id=self._request_id)
+        response = pb.StreamClassifyResponse(
+            is_final=True,
+            summary=message,
+            request_id=self._request_id,
+            end_reason=END_REASONS[end],
         )
+        await _on_the_call(self._context.write(response))
