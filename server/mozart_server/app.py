@@ -91,7 +91,12 @@ class MozartServer:
         )
         v2_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             InferenceServicer(
-                self.registry, self.control, self.clips, self.state, self.settings.repository
+                self.registry,
+                self.control,
+                self.clips,
+                self.state,
+                repository=self.settings.repository,
+                float_samples=self.settings.streams.float_samples,
             ),
             server,
         )

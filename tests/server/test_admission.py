@@ -127,7 +127,10 @@ def test_a_full_queue_refuses_before_decoding_and_computes_nothing_for_it(
         registry.swap("tiny", [ServingVersion(manifest, engine, batcher)])
         clips = ClipClassifier(registry, StreamSettings(), AdmissionSettings(), metrics)
         first = asyncio.ensure_future(clips.classify(clip(s16_request(15.0)), None))
-        await asyncio.sleep(0.05)
+        for _ in range(500):  # decoding runs in a worker thread: wait until it queued
+            if batcher.queued_windows:
+                break
+            await asyncio.sleep(0.01)
         assert batcher.queued_windows == 59
         with pytest.raises(ResourceExhaustedError, match="no room for 39"):
             await clips.classify(clip(s16_request(10.0, seed=1)), None)

@@ -23,7 +23,7 @@ from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 from tests.server.streams import audio_messages, config_message
 from tests.support.lifecycle import rpc_error
 from tests.support.models import manifest
-from tests.support.server import spawned_server
+from tests.support.server import running_server, spawned_server
 
 RATE = 16_000
 WINDOW = 8_000
@@ -115,3 +115,29 @@ def test_every_path_answers_internal_never_ok(server) -> None:
               if entry.get("message") == "the model returned non-finite scores"]  # fmt: skip
     assert len(logged) >= 3
     assert all(entry.get("request_id") for entry in logged)
+
+
+def test_v2_refuses_wild_samples_or_clips_them_by_setting(model_repository: Path) -> None:
+    # Before: one sample of 1e20 in a [1, 48000] ModelInfer returned OK with NaN scores.
+    window = np.zeros((1, 8000), "<f4")
+    window[0, 100] = 1e20
+    request = v2.ModelInferRequest(
+        model_name="tiny",
+        inputs=[v2.ModelInferRequest.InferInputTensor(
+            name="waveform", datatype="FP32", shape=[1, 8000])],
+        raw_input_contents=[window.tobytes()],
+    )  # fmt: skip
+    for float_samples in ("reject", "clip"):
+        with (
+            running_server(model_repository, float_samples=float_samples) as running,
+            grpc.insecure_channel(running.address) as channel,
+        ):
+            stub = v2_grpc.GRPCInferenceServiceStub(channel)
+            if float_samples == "reject":
+                error = rpc_error(lambda: stub.ModelInfer(request, timeout=30))  # noqa: B023
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "1e+20" in str(error.details())
+                continue
+            response = stub.ModelInfer(request, timeout=30)
+            scores = np.frombuffer(response.raw_output_contents[0], "<f4")
+            assert np.isfinite(scores).all()

@@ -12,11 +12,12 @@ import numpy as np
 
 from mozart_proto.inference import grpc_service_pb2 as v2
 from mozart_proto.inference import model_config_pb2 as v2_config
+from mozart_server.audio.decode import checked_floats
 from mozart_server.engines import EngineOutputs
 from mozart_server.errors import InvalidArgumentError, NotFoundError
 from mozart_server.models.control import ModelStatus, VersionState
 from mozart_server.models.registry import ServingVersion
-from mozart_server.settings import RepositorySettings, VersionPolicy
+from mozart_server.settings import FloatSamples, RepositorySettings, VersionPolicy
 from mozart_server.tensors import FloatArray
 
 INPUT_NAME = "waveform"
@@ -112,11 +113,17 @@ def model_config(model: ServingVersion, settings: RepositorySettings) -> v2.Mode
     return v2.ModelConfigResponse(config=config)
 
 
-def waveforms_from_request(request: v2.ModelInferRequest, model: ServingVersion) -> FloatArray:
+def waveforms_from_request(
+    request: v2.ModelInferRequest, model: ServingVersion, float_samples: FloatSamples
+) -> FloatArray:
     """Reads the `waveform` input as float32 [batch, window_samples].
 
+    Samples follow the same rule as float audio everywhere (`float_samples`): NaN and
+    infinity are refused, and samples beyond +-8 are refused or every sample is clipped.
+
     Raises:
-        InvalidArgumentError: a missing, extra, mistyped, misshapen or non-finite input.
+        InvalidArgumentError: a missing, extra, mistyped or misshapen input, or samples
+            that are non-finite or (float_samples=reject) out of range.
     """
     window = model.manifest.window_samples
     if len(request.inputs) != 1 or request.inputs[0].name != INPUT_NAME:
@@ -155,8 +162,7 @@ def waveforms_from_request(request: v2.ModelInferRequest, model: ServingVersion)
             )
         values = np.asarray(typed, dtype=np.float32)
     waveforms = values.astype(np.float32).reshape(shape)
-    if not np.all(np.isfinite(waveforms)):
-        raise InvalidArgumentError(f"input {INPUT_NAME!r} holds NaN or infinite samples")
+    return checked_floats(waveforms, float_samples, f"input {INPUT_NAME!r}")
     return waveforms
 
 

@@ -22,7 +22,7 @@ from mozart_server.inference.clips import ClipClassifier
 from mozart_server.models.control import ModelControl
 from mozart_server.models.registry import ModelRegistry, ServingVersion
 from mozart_server.observability.context import note_model
-from mozart_server.settings import RepositorySettings
+from mozart_server.settings import FloatSamples, RepositorySettings
 
 if TYPE_CHECKING:
     from mozart_server.api.interceptors import Context
@@ -49,13 +49,16 @@ class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
         control: ModelControl,
         clips: ClipClassifier,
         state: ServingState,
+        *,
         repository: RepositorySettings,
+        float_samples: FloatSamples,
     ) -> None:
         self._registry = registry
         self._control = control
         self._clips = clips
         self._state = state
         self._repository = repository
+        self._float_samples = float_samples
 
     async def ServerLive(  # noqa: N802 (gRPC's method name)
         self, request: v2.ServerLiveRequest, context: Context
@@ -174,7 +177,7 @@ class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
         model, outputs = await self._clips.infer(
             request.model_name,
             request.model_version,
-            lambda model: conversion.waveforms_from_request(request, model),
+            lambda model: conversion.waveforms_from_request(request, model, self._float_samples),
             deadline_of(context),
         )
         return conversion.infer_response(request, model, outputs, names)
