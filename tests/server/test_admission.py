@@ -232,3 +232,29 @@ def test_the_batcher_queues_all_of_a_call_or_none_of_it(engine: OnnxEngine) -> N
         await batcher.aclose()
 
     asyncio.run(scenario())
+
+
+def test_room_reserved_while_decoding_is_not_given_to_another_call(engine: OnnxEngine) -> None:
+    async def scenario() -> None:
+        config = BatcherConfig(1, 0, (1,), max_queue_windows=10)
+        batcher = DynamicBatcher(engine, config, ServerMetrics(CollectorRegistry()), "tiny", "1")
+        with batcher.reservation(8) as reserved:
+            assert not batcher.has_room(3)
+            with pytest.raises(ResourceExhaustedError):
+                await batcher.submit(np.zeros((3, WINDOW), np.float32))
+            queued = asyncio.ensure_future(
+                batcher.submit(np.zeros((8, WINDOW), np.float32), None, reserved)
+            )
+            await asyncio.sleep(0)
+            assert batcher.queued_windows == 8
+            assert reserved.rows == 0  # used up by the submission
+        assert batcher.has_room(2)
+        assert not batcher.has_room(3)
+        batcher.start()
+        assert (await queued).outputs.probabilities.shape == (8, 4)
+        with batcher.reservation(10):
+            pass  # given back unused
+        assert batcher.has_room(10)
+        await batcher.aclose()
+
+    asyncio.run(scenario())

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -40,6 +40,13 @@ class BatcherStatistics:
     queued: int = 0  # submissions that reached a batch
     queue_s: float = 0.0
     compute_s: float = 0.0
+
+
+@dataclass
+class Reservation:
+    """Room in the queue held for one call; `rows` drops to 0 once used or given back."""
+
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ class DynamicBatcher:
         self._metrics = metrics
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
+        self._reserved_rows = 0
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()  # set whenever windows leave the queue
         self._slots = asyncio.Semaphore(engine.instances)
@@ -121,10 +129,39 @@ class DynamicBatcher:
         return self._config.max_queue_windows
 
     def has_room(self, rows: int) -> bool:
-        """Whether `rows` more windows fit in the queue now."""
-        return self._queued_rows + rows <= self._config.max_queue_windows
+        """Whether `rows` more windows fit in the queue now (reserved room counts as taken)."""
+        return self._queued_rows + self._reserved_rows + rows <= self._config.max_queue_windows
 
-    async def submit(self, waveforms: FloatArray, deadline: float | None = None) -> BatchResult:
+    @contextlib.contextmanager
+    def reservation(self, rows: int) -> Iterator[Reservation]:
+        """Holds room for `rows` windows while a call decodes, so others cannot take it.
+
+        Pass the reservation to `submit`, which turns it into queued windows; whatever is
+        not used is given back when the block ends.
+
+        Raises:
+            ResourceExhaustedError: the room is not there now.
+        """
+        self._check_room(rows)
+        reserved = Reservation(rows)
+        self._reserved_rows += rows
+        try:
+            yield reserved
+        finally:
+            self._release(reserved)
+
+    def _release(self, reserved: Reservation) -> None:
+        if reserved.rows:
+            self._reserved_rows -= reserved.rows
+            reserved.rows = 0
+            self._room.set()
+
+    async def submit(
+        self,
+        waveforms: FloatArray,
+        deadline: float | None = None,
+        reserved: Reservation | None = None,
+    ) -> BatchResult:
         """Queues windows of shape [n, window_samples] and returns their outputs.
 
         All or nothing: the windows are queued only if all of them fit, and when the
@@ -133,6 +170,7 @@ class DynamicBatcher:
         Args:
             waveforms: float32 windows at the model's rate; n may exceed max_batch_size.
             deadline: `time.monotonic()` after which the windows are no longer wanted.
+            reserved: room held for this call by `reservation`, used up here.
 
         Raises:
             ResourceExhaustedError: the queue has no room for all the windows.
@@ -140,6 +178,8 @@ class DynamicBatcher:
             UnavailableError: the batcher is closing.
         """
         rows = int(waveforms.shape[0])
+        if reserved is not None:
+            self._release(reserved)  # in the same step as queueing: nobody can take it between
         self._check_admission(rows, deadline)
         size = self._config.max_batch_size
         futures = [self._enqueue(waveforms[i : i + size], deadline)
@@ -186,6 +226,11 @@ class DynamicBatcher:
                 await asyncio.wait_for(self._room.wait(), timeout)
 
     def _check_admission(self, rows: int, deadline: float | None) -> None:
+        self._check_room(rows)
+        if deadline is not None and deadline <= time.monotonic():
+            raise DeadlineExceededError("the deadline passed before the audio was queued")
+
+    def _check_room(self, rows: int) -> None:
         if self._closing:
             raise UnavailableError("the server is shutting down; retry on another replica")
         if not self.has_room(rows):
@@ -195,8 +240,6 @@ class DynamicBatcher:
                 f"{self._config.max_queue_windows} queued; the queue is full); "
                 "retry with backoff"
             )
-        if deadline is not None and deadline <= time.monotonic():
-            raise DeadlineExceededError("the deadline passed before the audio was queued")
 
     def _enqueue(
         self, waveforms: FloatArray, deadline: float | None
@@ -252,9 +295,10 @@ class DynamicBatcher:
             entry = self._queue.popleft()
             self._queued_rows -= entry.rows
             if entry.future.done():
-                self._metrics.windows_dropped.labels(**self._labels, reason="cancelled").inc(
-                    entry.rows
-                )
+                # gRPC cancels a call when its deadline passes, often before we see it expire.
+                expired = entry.deadline is not None and entry.deadline <= now
+                reason = "deadline" if expired else "cancelled"
+                self._metrics.windows_dropped.labels(**self._labels, reason=reason).inc(entry.rows)
                 continue
             if entry.deadline is not None and entry.deadline <= now:
                 entry.future.set_exception(

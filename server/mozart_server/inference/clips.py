@@ -27,7 +27,7 @@ from mozart_server.audio.decode import (
 )
 from mozart_server.audio.probe import estimated_duration_s
 from mozart_server.audio.windowing import cut_window_range, hop_samples, window_count
-from mozart_server.batching.batcher import BatchResult, DynamicBatcher
+from mozart_server.batching.batcher import BatchResult, DynamicBatcher, Reservation
 from mozart_server.engines import EngineOutputs
 from mozart_server.errors import (
     InvalidArgumentError,
@@ -119,17 +119,22 @@ class ClipClassifier:
         Raises:
             MozartError: a subclass naming what was wrong (see the proto's error contract).
         """
-        with (
-            self._call_slot(),
-            self._registry.lease(request.model_name, request.model_version) as model,
-        ):
+        with contextlib.ExitStack() as call:
+            call.enter_context(self._call_slot())
+            model = call.enter_context(
+                self._registry.lease(request.model_name, request.model_version)
+            )
             note_model(model.name, model.version)
             manifest = model.manifest
             options = self._options(manifest, request)
             hop = hop_samples(options.hop_ms, manifest.sample_rate_hz)
+            reserved: Reservation | None = None
             estimate_s = estimated_duration_s(request.audio, request.audio_format)
             if estimate_s is not None:
-                self._admit(model, estimate_s, hop)
+                estimate = self._admit(model, estimate_s, hop)
+                if estimate <= model.batcher.capacity:
+                    # Hold the room while decoding, so a call admitted is not refused later.
+                    reserved = call.enter_context(self._reservation(model, estimate))
             decode = functools.partial(
                 self._decode_to_model_rate,
                 request.audio,
@@ -143,7 +148,9 @@ class ClipClassifier:
             self._metrics.audio_processed.labels(method="Classify").inc(decoded.duration_s)
             count = window_count(len(samples), manifest.window_samples, hop)
             self._check_window_count(count, hop, manifest)
-            scores, queue_s, compute_s = await self._score(model, samples, hop, count, deadline)
+            scores, queue_s, compute_s = await self._score(
+                model, samples, hop, count, deadline=deadline, reserved=reserved
+            )
         window_scores = tuple(
             WindowScores(
                 index=index,
@@ -174,8 +181,8 @@ class ClipClassifier:
             )
         return options
 
-    def _admit(self, model: ServingVersion, duration_s: float, hop: int) -> None:
-        """Refuses, before decoding, a clip too long, with too many windows, or with no room."""
+    def _admit(self, model: ServingVersion, duration_s: float, hop: int) -> int:
+        """Refuses, before decoding, a clip too long or with too many windows; its windows."""
         manifest = model.manifest
         limit_s = self._settings.max_stream_duration_s
         if duration_s > limit_s:
@@ -187,13 +194,18 @@ class ClipClassifier:
         samples = round(duration_s * manifest.sample_rate_hz)
         count = window_count(samples, manifest.window_samples, hop)
         self._check_window_count(count, hop, manifest)
-        batcher = model.batcher
-        if count <= batcher.capacity and not batcher.has_room(count):
-            self._refuse_early("queue_full")
-            raise ResourceExhaustedError(
-                f"the queue of model {model.name} version {model.version} has no room for "
-                f"{count} more windows now; retry with backoff"
-            )
+        return count
+
+    @contextlib.contextmanager
+    def _reservation(self, model: ServingVersion, count: int) -> Iterator[Reservation]:
+        """Room for the clip's windows in its version's queue, or a refusal before decoding."""
+        with contextlib.ExitStack() as held:
+            try:
+                reserved = held.enter_context(model.batcher.reservation(count))
+            except ResourceExhaustedError:
+                self._refuse_early("queue_full")
+                raise
+            yield reserved
 
     def _check_window_count(self, count: int, hop: int, manifest: Manifest) -> None:
         limit = self._admission.max_windows_per_request
@@ -212,15 +224,16 @@ class ClipClassifier:
         samples: FloatArray,
         hop: int,
         count: int,
+        *,
         deadline: float | None,
+        reserved: Reservation | None,
     ) -> tuple[FloatArray, float, float]:
         """Every window's scores, in one submission or in slices; (scores, queue s, compute s)."""
         batcher = model.batcher
         window = model.manifest.window_samples
         if count <= batcher.capacity:
-            result = await batcher.submit(
-                cut_window_range(samples, window, hop, 0, count), deadline
-            )
+            windows = cut_window_range(samples, window, hop, 0, count)
+            result = await batcher.submit(windows, deadline, reserved)
             ensure_finite(result.outputs.probabilities, model, self._metrics)
             return result.outputs.probabilities, result.queue_time_s, result.compute_time_s
         size = max(1, batcher.capacity // SLICE_SHARE_OF_QUEUE)
