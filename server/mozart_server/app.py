@@ -22,13 +22,16 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from mozart_proto.inference import grpc_service_pb2_grpc as v2_grpc
 from mozart_proto.v1 import audio_classifier_pb2_grpc
+from mozart_server.api.auth import BearerAuth
 from mozart_server.api.health import ServingState
 from mozart_server.api.in_flight import InFlightCalls
 from mozart_server.api.interceptors import ServingInterceptor
+from mozart_server.api.rate_limits import ClientLimits
 from mozart_server.api.v1.servicer import SERVICE_NAME, AudioClassifierServicer
 from mozart_server.api.v2.servicer import INFERENCE_SERVICE_NAME, InferenceServicer
 from mozart_server.batching.batcher import BatcherConfig
 from mozart_server.engines import EngineFactory
+from mozart_server.errors import StartupError
 from mozart_server.inference.clips import ClipClassifier
 from mozart_server.inference.streams import StreamSession
 from mozart_server.models.control import ModelControl
@@ -122,15 +125,28 @@ class MozartServer:
         """Binds the ports, loads and warms the models, then reports SERVING when ready."""
         settings = self.settings
         network = settings.network
-        httpd, thread = start_http_server(
-            network.metrics_port, network.metrics_host, registry=self.metrics.registry
-        )
+        try:
+            httpd, thread = start_http_server(
+                network.metrics_port, network.metrics_host, registry=self.metrics.registry
+            )
+        except OSError as error:
+            raise StartupError(
+                f"cannot serve metrics on {network.metrics_host}:{network.metrics_port} "
+                f"(metrics_host, metrics_port): {error.strerror or error}"
+            ) from None
         self._metrics_http = (httpd, thread)
         self.metrics_port = httpd.server_port
         server = grpc.aio.server(
             interceptors=[
                 self._calls,  # outermost: counts every call of SERVED_SERVICES while it runs
-                ServingInterceptor(self.metrics, self.state, SERVED_SERVICES, network.auth_token),
+                ServingInterceptor(
+                    self.metrics,
+                    self.state,
+                    SERVED_SERVICES,
+                    auth=BearerAuth.from_settings(network),
+                    limits=ClientLimits(settings.rate_limits),
+                    known_model=self.control.knows,
+                ),
             ],
             options=[
                 ("grpc.max_receive_message_length", network.max_message_bytes),
@@ -147,10 +163,14 @@ class MozartServer:
         )  # fmt: skip
         address = f"{network.host}:{network.port}"
         credentials = _server_credentials(settings.tls)
-        if credentials is None:
-            self.port = server.add_insecure_port(address)
-        else:
-            self.port = server.add_secure_port(address, credentials)
+        try:
+            if credentials is None:
+                self.port = server.add_insecure_port(address)
+            else:
+                self.port = server.add_secure_port(address, credentials)
+        except RuntimeError as error:
+            tls = ", tls_cert_file, tls_key_file" if credentials is not None else ""
+            raise StartupError(f"cannot listen on {address} (host, port{tls}): {error}") from None
         await self.state.set_not_serving()
         await server.start()
         logger.info(

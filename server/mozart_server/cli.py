@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mozart_server.app import MozartServer
-from mozart_server.errors import ModelLoadError
+from mozart_server.errors import ModelLoadError, StartupError
 from mozart_server.observability.logs import configure_logging
 from mozart_server.settings import CONFIG_FILE_VARIABLE, ServerSettings, flat_fields
 
@@ -44,6 +44,11 @@ def serve(args: argparse.Namespace) -> int:
     configure_logging(settings.process.log_level)
     try:
         asyncio.run(MozartServer(settings).serve_until_signal())
+    except StartupError as error:
+        # Ports that cannot be bound, TLS files gRPC will not use: the settings are wrong.
+        logger.error("cannot start", extra={"reason": str(error)})
+        print(f"mozart serve: {error}", file=sys.stderr)
+        return 2
     except ModelLoadError as error:
         logger.error("cannot start", extra={"reason": str(error)})
         return 1

@@ -41,6 +41,14 @@ class ResourceExhaustedError(MozartError):
     status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class RateLimitedError(ResourceExhaustedError):
+    """A client went over one of its rate limits; the answer says when to retry."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class FailedPreconditionError(MozartError):
     """The server is not in a state that allows the call (e.g. model control is off)."""
 
@@ -75,6 +83,10 @@ class NonFiniteScoresError(MozartError):
             "the model returned non-finite scores for this audio; see the server log "
             "for this request id"
         )
+
+
+class StartupError(Exception):
+    """The server cannot start with these settings; the message names them."""
 
 
 class ModelLoadError(Exception):

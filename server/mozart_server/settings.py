@@ -10,12 +10,21 @@ keyword (`ServerSettings(max_batch_size=8)`). In code it lives in its section
 from __future__ import annotations
 
 import os
+import re
+import ssl
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -101,8 +110,112 @@ class NetworkSettings(_Section):
         default=64 * 1024 * 1024, ge=1024, description="Largest gRPC message the server accepts."
     )
     auth_token: str | None = Field(
-        default=None, description="When set, every call needs `authorization: Bearer <token>`."
+        default=None,
+        description="When set, every call needs `authorization: Bearer <token>`. As a flag it "
+        "shows in `ps`: prefer MOZART_AUTH_TOKEN or auth_token_file.",
     )
+    auth_token_file: Path | None = Field(
+        default=None,
+        description="File holding the bearer token (e.g. a mounted Kubernetes Secret); read "
+        "at start, surrounding whitespace stripped.",
+    )
+    auth_tokens_file: Path | None = Field(
+        default=None,
+        description="File of named bearer tokens, one `name:token` a line (# starts a "
+        "comment); logs, metrics and rate limits then name the client.",
+    )
+    auth_failures_per_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Failed authentications one client address may make per second, on "
+        "average; beyond that they are answered RESOURCE_EXHAUSTED.",
+    )
+    auth_failure_burst: int = Field(
+        default=20, ge=1, description="Failed authentications one client address may make at once."
+    )
+
+    @field_validator("auth_token")
+    @classmethod
+    def _token_not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(
+                "auth_token is empty, which would accept an empty credential: set a token, or "
+                "leave MOZART_AUTH_TOKEN unset to turn authentication off"
+            )
+        return None if value is None else value.strip()
+
+    @field_validator("auth_token_file", "auth_tokens_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None:
+            _read_setting_file(value, str(info.field_name))
+        return value
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> Self:
+        given = [name for name in ("auth_token", "auth_token_file", "auth_tokens_file")
+                 if getattr(self, name) is not None]  # fmt: skip
+        if len(given) > 1:
+            raise ValueError(
+                "set at most one of auth_token, auth_token_file and auth_tokens_file "
+                f"(set: {', '.join(given)})"
+            )
+        self.bearer_tokens()  # a file that is empty or malformed stops start-up, named
+        return self
+
+    def bearer_tokens(self) -> dict[str, str] | None:
+        """The bearer tokens the server accepts, by client name; None when auth is off.
+
+        A single token (`auth_token`, `auth_token_file`) has the name "". The files are
+        read on each call.
+
+        Raises:
+            ValueError: a token file is missing, unreadable, empty or malformed (the
+                message names the setting).
+        """
+        if self.auth_token is not None:
+            return {"": self.auth_token}
+        if self.auth_token_file is not None:
+            token = _read_setting_file(self.auth_token_file, "auth_token_file").strip()
+            if not token:
+                raise ValueError(f"auth_token_file {self.auth_token_file} is empty")
+            return {"": token}
+        if self.auth_tokens_file is not None:
+            return _named_tokens(self.auth_tokens_file)
+        return None
+
+
+_CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _read_setting_file(path: Path, setting: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise ValueError(f"{setting} {path} cannot be read: {reason}") from None
+
+
+def _named_tokens(path: Path) -> dict[str, str]:
+    tokens: dict[str, str] = {}
+    lines = _read_setting_file(path, "auth_tokens_file").splitlines()
+    for number, text in enumerate((line.strip() for line in lines), 1):
+        if not text or text.startswith("#"):
+            continue
+        name, colon, token = (part.strip() for part in text.partition(":"))
+        where = f"auth_tokens_file {path} line {number}"
+        if not colon or not token:
+            raise ValueError(f"{where}: expected name:token")
+        if not _CLIENT_NAME.fullmatch(name):
+            raise ValueError(f"{where}: a client name is 1 to 64 letters, digits, '_', '.' or '-'")
+        if name in tokens:
+            raise ValueError(f"{where}: client {name!r} is named twice")
+        if token in tokens.values():
+            raise ValueError(f"{where}: two clients share one token")
+        tokens[name] = token
+    if not tokens:
+        raise ValueError(f"auth_tokens_file {path} names no client")
+    return tokens
 
 
 class TlsSettings(_Section):
@@ -117,13 +230,51 @@ class TlsSettings(_Section):
         description="PEM CA bundle; when set, clients must present a certificate (mTLS).",
     )
 
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None:
+            _read_setting_file(value, str(info.field_name))
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        if self.tls_cert_file is not None and self.tls_key_file is not None:
+            _check_certificate(self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file)
         return self
+
+
+def _check_certificate(cert_file: Path, key_file: Path, client_ca_file: Path | None) -> None:
+    """Loads the PEM files as a TLS server would, so that a bad one is named at start."""
+    if "-----BEGIN CERTIFICATE-----" not in _read_setting_file(cert_file, "tls_cert_file"):
+        raise ValueError(f"tls_cert_file {cert_file} holds no PEM certificate")
+    key_text = _read_setting_file(key_file, "tls_key_file")
+    if "PRIVATE KEY-----" not in key_text:
+        raise ValueError(f"tls_key_file {key_file} holds no PEM private key")
+    if "ENCRYPTED" in key_text:
+        raise ValueError(f"tls_key_file {key_file} is encrypted; gRPC needs an unencrypted key")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert_file, key_file, password=lambda: b"")
+    except (ssl.SSLError, OSError) as error:
+        if getattr(error, "reason", None) == "KEY_VALUES_MISMATCH":
+            raise ValueError(
+                f"tls_key_file {key_file} is not the private key of tls_cert_file {cert_file}"
+            ) from None
+        raise ValueError(
+            f"tls_cert_file {cert_file} or tls_key_file {key_file} cannot be loaded: {error}"
+        ) from None
+    if client_ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca_file)
+        except (ssl.SSLError, OSError) as error:
+            raise ValueError(
+                f"tls_client_ca_file {client_ca_file} is not a PEM CA bundle: {error}"
+            ) from None
 
 
 class RepositorySettings(_Section):
@@ -374,6 +525,7 @@ class ServerSettings(BaseSettings):
     batching: BatchingSettings = BatchingSettings()
     streams: StreamSettings = StreamSettings()
     admission: AdmissionSettings = AdmissionSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
     process: ProcessSettings = ProcessSettings()
 
     def __init__(self, **values: Any) -> None:

@@ -357,6 +357,10 @@ class ModelControl:
         names = on_disk | self._wanted | set(self._records) | set(self._registry.names())
         return [self.status_of(name) for name in sorted(names)]
 
+    def knows(self, name: str) -> bool:
+        """Whether `name` is a model the server knows of (see `status`)."""
+        return any(status.name == name for status in self.status())
+
     def ready(self) -> bool:
         """Whether health should say SERVING, by the readiness setting."""
         serving = self._registry.names()

@@ -113,6 +113,26 @@ class ServerMetrics:
             ["reason"],
             registry=registry,
         )
+        self.auth_failures = Counter(
+            "mozart_auth_failures",
+            "Calls refused for their bearer token, by reason (missing, malformed, wrong, "
+            "throttled).",
+            ["reason"],
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "mozart_rate_limited",
+            "Calls refused by a per-client rate limit, by limit (requests, audio) and client "
+            "(its token name; empty without auth_tokens_file).",
+            ["limit", "client"],
+            registry=registry,
+        )
+        self.client_requests = Counter(
+            "mozart_client_requests",
+            "Finished calls by client (token name from auth_tokens_file) and gRPC status code.",
+            ["client", "code"],
+            registry=registry,
+        )
         self.engines_open = Gauge(
             "mozart_engines_open",
             "Engines created and not yet closed (serving, warming up or draining).",
