@@ -481,6 +481,12 @@ class RateLimitSettings(_Section):
     client_audio_burst_s: float = Field(
         default=3600.0, gt=0, description="Seconds of audio one client may send at once."
     )
+    client_calls_in_flight: int = Field(
+        default=0,
+        ge=0,
+        description="Calls and streams one client may have open at once; 0 is no limit "
+        "(RESOURCE_EXHAUSTED with retry-after-ms).",
+    )
 
 
 class ProcessSettings(_Section):

@@ -3,8 +3,9 @@ RESOURCE_EXHAUSTED with retry-after-ms, and the bucket refills."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -144,3 +145,31 @@ def test_named_clients_have_their_own_buckets(model_repository: Path, tmp_path: 
                               code="RESOURCE_EXHAUSTED") == 1
         )  # fmt: skip
         assert server.metric("mozart_rate_limited_total", client="bob") == 0
+
+
+def test_a_client_may_hold_only_so_many_calls_open(model_repository: Path) -> None:
+    # Before: nothing capped how many calls one client held open at once.
+    release = threading.Event()
+
+    def held_stream() -> Iterator[pb.StreamClassifyRequest]:
+        yield config_message(hop_ms=250)
+        release.wait(30)
+
+    with (
+        running_server(model_repository, client_calls_in_flight=1) as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
+        stub = pb_grpc.AudioClassifierStub(channel)
+        stream = stub.StreamClassify(held_stream(), timeout=60)
+        assert wait_for(lambda: server.metric("mozart_active_streams") == 1)
+        refused = rpc_error(lambda: stub.ListModels(pb.ListModelsRequest(), timeout=10))
+        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "client_calls_in_flight" in str(refused.details())
+        trailers = dict(cast(Sequence[tuple[str, str]], refused.trailing_metadata()))
+        assert int(trailers["retry-after-ms"]) > 0
+        assert server.metric("mozart_rate_limited_total", limit="calls_in_flight") == 1
+        release.set()
+        error = rpc_error(lambda: list(stream))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # a stream with no audio
+        # The slot is free again once the stream ended.
+        assert stub.ListModels(pb.ListModelsRequest(), timeout=10).models

@@ -225,6 +225,7 @@ class _Call:
         self._started = time.monotonic()
         self._labels = CallLabels()
         self._client: str | None = None  # the token's name, with named tokens only
+        self._holds_call_slot = False
         self._limit_key = ""
         self.code = grpc.StatusCode.OK
 
@@ -291,6 +292,12 @@ class _Call:
                 except RateLimitedError:
                     self._count_rate_limited("requests")
                     raise
+                try:
+                    interceptor._limits.open_call(self._limit_key)
+                except RateLimitedError:
+                    self._count_rate_limited("calls_in_flight")
+                    raise
+                self._holds_call_slot = True
 
     def _authenticate(self, auth: BearerAuth, address: str) -> str:
         metrics = self._interceptor._metrics
@@ -385,7 +392,11 @@ class _Call:
         return UNKNOWN_MODEL if self.code == grpc.StatusCode.NOT_FOUND else ""
 
     def finish(self) -> None:
-        """Records the call's outcome in the request metrics."""
+        """Frees the client's call slot; records the call's outcome in the request metrics."""
+        limits = self._interceptor._limits
+        if self._holds_call_slot and limits is not None:
+            self._holds_call_slot = False
+            limits.close_call(self._limit_key)
         metrics = self._interceptor._metrics
         metrics.requests.labels(
             method=self._method,

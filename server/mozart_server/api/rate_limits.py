@@ -1,4 +1,4 @@
-"""Per-client token buckets: how many calls, and how much audio, each client may send.
+"""Per-client limits: token buckets for calls and audio, and a cap on calls open at once.
 
 A client is its token's name when the server has named tokens (`auth_tokens_file`),
 otherwise its address without the port (an IPv6 client counts by its /64 network, so
@@ -27,6 +27,8 @@ AUDIO_BYTES_PER_S = 32_000
 MAX_CLIENTS = 10_000
 
 RETRY_AFTER_METADATA = "retry-after-ms"
+# The retry hint for a client at its client_calls_in_flight: when a slot frees is unknown.
+CALL_SLOT_RETRY_S = 0.1
 
 
 class TokenBuckets:
@@ -103,6 +105,7 @@ class ClientLimits:
 
     def __init__(self, settings: RateLimitSettings) -> None:
         self._settings = settings
+        self._open: dict[str, int] = {}  # calls open per client (only clients with some)
         self._requests = (
             TokenBuckets(settings.client_requests_per_s, settings.client_request_burst)
             if settings.client_requests_per_s > 0
@@ -113,6 +116,34 @@ class ClientLimits:
             if settings.client_audio_s_per_s > 0
             else None
         )
+
+    def open_call(self, client: str) -> None:
+        """Counts a call of `client` as open until `close_call`.
+
+        Raises:
+            RateLimitedError: the client has client_calls_in_flight calls open already.
+        """
+        limit = self._settings.client_calls_in_flight
+        if not limit:
+            return
+        open_now = self._open.get(client, 0)
+        if open_now >= limit:
+            raise RateLimitedError(
+                f"this client has {open_now} calls open, the most client_calls_in_flight "
+                "allows; retry once one has finished",
+                CALL_SLOT_RETRY_S,
+            )
+        self._open[client] = open_now + 1
+
+    def close_call(self, client: str) -> None:
+        """Ends one open call of `client` (see `open_call`)."""
+        if not self._settings.client_calls_in_flight:
+            return
+        left = self._open.get(client, 0) - 1
+        if left > 0:
+            self._open[client] = left
+        else:
+            self._open.pop(client, None)
 
     @property
     def counts_audio(self) -> bool:
