@@ -21,7 +21,7 @@ from mozart_proto.inference import grpc_service_pb2_grpc as v2_grpc
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 from tests.server.streams import audio_messages, config_message
-from tests.support.lifecycle import rpc_error
+from tests.support.lifecycle import rpc_error, wait_for
 from tests.support.models import manifest
 from tests.support.server import running_server, spawned_server
 
@@ -110,7 +110,7 @@ def test_every_path_answers_internal_never_ok(server) -> None:
         fine = stub.Classify(_f32_request(positive), timeout=30)
         assert all(np.isfinite(window.scores).all() for window in fine.windows)
     assert server.metric("mozart_nonfinite_scores_total", model="nanny", version="1") >= 3
-    assert server.metric("mozart_requests_total", code="INTERNAL") == 3
+    assert wait_for(lambda: server.metric("mozart_requests_total", code="INTERNAL") == 3)
     logged = [entry for entry in server.logs
               if entry.get("message") == "the model returned non-finite scores"]  # fmt: skip
     assert len(logged) >= 3

@@ -151,7 +151,9 @@ def test_models_the_server_does_not_have_are_labelled_unknown(model_repository) 
         assert wait_for(
             lambda: server.metric("mozart_requests_total", model="unknown") == len(calls)
         )
-        assert server.metric("mozart_requests_total", method="LoadModel", model="tiny") == 1
+        assert wait_for(  # recorded once the status is sent, so just after the client has it
+            lambda: server.metric("mozart_requests_total", method="LoadModel", model="tiny") == 1
+        )
         assert _label_values(server, "model") <= {"", "tiny", "unknown"}
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 from tests.support.audio import encode, music_clip
+from tests.support.lifecycle import wait_for
 from tests.support.server import spawned_server
 
 RATE = 16_000
@@ -85,6 +86,12 @@ def test_a_burst_of_long_clips_is_refused_fast_and_refused_calls_compute_nothing
         # Server-side time of each call, from its handler's start (the message received)
         # to its answer. No more calls may take over 50 ms than the OK ones (which queue
         # and compute) plus 1 % of the refusals.
+        # A call is recorded once its status is sent: wait until all of them are.
+        assert wait_for(
+            lambda: (
+                server.metric("mozart_request_duration_seconds_count", method="Classify") == CALLS
+            )
+        )
         within_50ms = server.metric(
             "mozart_request_duration_seconds_bucket", method="Classify", le="0.05"
         )
