@@ -75,7 +75,7 @@ class MozartServer:
             self.registry, settings.streams, settings.admission, self.metrics
         )
         self.state = ServingState(SERVED_SERVICES)
-        self._calls = InFlightCalls(SERVED_SERVICES)
+        self._calls = InFlightCalls()
         self.control.add_listener(self._update_health)
         self.port = 0
         self.metrics_port = 0
@@ -138,7 +138,6 @@ class MozartServer:
         self.metrics_port = httpd.server_port
         server = grpc.aio.server(
             interceptors=[
-                self._calls,  # outermost: counts every call of SERVED_SERVICES while it runs
                 ServingInterceptor(
                     self.metrics,
                     self.state,
@@ -146,6 +145,7 @@ class MozartServer:
                     auth=BearerAuth.from_settings(network),
                     limits=ClientLimits(settings.rate_limits),
                     known_model=self.control.knows,
+                    in_flight=self._calls,
                 ),
             ],
             options=[

@@ -24,6 +24,7 @@ import grpc
 
 from mozart_server.api.auth import BearerAuth, TokenRefusedError
 from mozart_server.api.health import ServingState
+from mozart_server.api.in_flight import InFlightCalls
 from mozart_server.api.rate_limits import ClientLimits, client_address, retry_metadata
 from mozart_server.errors import (
     INTERNAL_MESSAGE,
@@ -92,6 +93,7 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         auth: BearerAuth | None = None,
         limits: ClientLimits | None = None,
         known_model: Callable[[str], bool] = _no_model,
+        in_flight: InFlightCalls | None = None,
     ) -> None:
         """Args:
         metrics, state: the server's metrics and serving state.
@@ -100,6 +102,7 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         limits: per-client rate limits, or None for none.
         known_model: whether a name is a model of the repository (for the model label
             of calls that name a model without resolving it, such as LoadModel).
+        in_flight: counts every guarded call while it runs (shutdown waits for them).
         """
         self._metrics = metrics
         self._state = state
@@ -107,6 +110,7 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._auth = auth
         self._limits = limits
         self._known_model = known_model
+        self._in_flight = in_flight if in_flight is not None else InFlightCalls()
         self._auth_log = ThrottledLog(logger)
         self._limit_log = ThrottledLog(logger)
 
@@ -226,6 +230,7 @@ class _Call:
         self._labels = CallLabels()
         self._client: str | None = None  # the token's name, with named tokens only
         self._holds_call_slot = False
+        self._entered = False
         self._limit_key = ""
         self.code = grpc.StatusCode.OK
 
@@ -260,6 +265,8 @@ class _Call:
             MozartError: the call is refused (UNAUTHENTICATED, RESOURCE_EXHAUSTED,
                 UNAVAILABLE).
         """
+        self._interceptor._in_flight.enter()
+        self._entered = True
         self._context = context
         request_id = dict(self._metadata).get(REQUEST_ID_METADATA) or uuid.uuid4().hex
         # gRPC runs each call in its own task: these settings stay local to this call.
@@ -393,6 +400,9 @@ class _Call:
 
     def finish(self) -> None:
         """Frees the client's call slot; records the call's outcome in the request metrics."""
+        if self._entered:
+            self._entered = False
+            self._interceptor._in_flight.leave()
         limits = self._interceptor._limits
         if self._holds_call_slot and limits is not None:
             self._holds_call_slot = False
