@@ -208,7 +208,7 @@ def decode_clip(data: bytes, audio_format: AudioFormat, limits: DecodeLimits) ->
             f"{len(data)} bytes of {audio_format.encoding.value} audio with "
             f"{channels} channel(s) is not a whole number of {size}-byte frames"
         )
-    _check_duration(len(data) // size, rate, limits.max_duration_s, "")
+    check_duration(len(data) // size, rate, limits.max_duration_s, "")
     samples = pcm_to_float(data, audio_format.encoding, channels, limits.float_samples)
     return DecodedAudio(samples, rate)
 
@@ -223,7 +223,7 @@ def _decode_container(data: bytes, encoding: Encoding, limits: DecodeLimits) -> 
             rate, channels = int(sound.samplerate), int(sound.channels)
             check_raw_format(rate, channels)
             if sound.frames != _UNKNOWN_LENGTH:
-                _check_duration(int(sound.frames), rate, limits.max_duration_s, "its header says ")
+                check_duration(int(sound.frames), rate, limits.max_duration_s, "its header says ")
             _check_not_truncated(sound.extra_info, container)
             samples = _read_mono(sound, rate, container, limits)
     except (soundfile.SoundFileError, RuntimeError, ValueError, TypeError) as error:
@@ -247,7 +247,12 @@ def _container(sound: soundfile.SoundFile, declared: AudioContainer | None) -> A
     return found
 
 
-def _check_duration(frames: int, rate: int, limit_s: float, source: str) -> None:
+def check_duration(frames: int, rate: int, limit_s: float, source: str) -> None:
+    """Refuses `frames` at `rate` when they last longer than `limit_s`.
+
+    Raises:
+        OutOfRangeError: naming the duration, where it was read (`source`) and the limit.
+    """
     if frames > _limit_frames(rate, limit_s):
         raise OutOfRangeError(
             f"{source}the clip lasts {frames / rate:.1f} s, longer than the server's "

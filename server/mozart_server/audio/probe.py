@@ -9,8 +9,8 @@ import soundfile
 from mozart_server.audio.decode import RAW_ENCODINGS, AudioFormat, frame_bytes
 
 
-def estimated_duration_s(data: bytes, audio_format: AudioFormat) -> float | None:
-    """The clip's duration without decoding it; None when it cannot be told up front.
+def estimated_length(data: bytes, audio_format: AudioFormat) -> tuple[int, int] | None:
+    """The clip's (frames, sample rate) without decoding it; None when they cannot be told.
 
     Raw PCM: exact, from the byte count (a bad rate or channel count gives None; decoding
     reports it). Containers: what the header declares, read by libsndfile (headers may
@@ -20,11 +20,11 @@ def estimated_duration_s(data: bytes, audio_format: AudioFormat) -> float | None
         if audio_format.sample_rate_hz <= 0 or audio_format.channels not in (1, 2):
             return None
         frames = len(data) // frame_bytes(audio_format.encoding, audio_format.channels)
-        return frames / audio_format.sample_rate_hz
+        return frames, audio_format.sample_rate_hz
     try:
         info = soundfile.info(io.BytesIO(data))
     except (soundfile.SoundFileError, RuntimeError, ValueError, TypeError):
         return None  # undecodable: decoding says why
     if info.samplerate <= 0 or info.frames <= 0:
         return None
-    return float(info.frames) / float(info.samplerate)
+    return int(info.frames), int(info.samplerate)

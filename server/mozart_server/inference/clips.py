@@ -22,10 +22,11 @@ from mozart_server.audio.decode import (
     AudioFormat,
     DecodedAudio,
     DecodeLimits,
+    check_duration,
     decode_clip,
     resample,
 )
-from mozart_server.audio.probe import estimated_duration_s
+from mozart_server.audio.probe import estimated_length
 from mozart_server.audio.windowing import cut_window_range, hop_samples, window_count
 from mozart_server.batching.batcher import BatchResult, DynamicBatcher, Reservation
 from mozart_server.engines import EngineOutputs
@@ -129,9 +130,9 @@ class ClipClassifier:
             options = self._options(manifest, request)
             hop = hop_samples(options.hop_ms, manifest.sample_rate_hz)
             reserved: Reservation | None = None
-            estimate_s = estimated_duration_s(request.audio, request.audio_format)
-            if estimate_s is not None:
-                estimate = self._admit(model, estimate_s, hop)
+            length = estimated_length(request.audio, request.audio_format)
+            if length is not None:
+                estimate = self._admit(model, *length, hop)
                 if estimate <= model.batcher.capacity:
                     # Hold the room while decoding, so a call admitted is not refused later.
                     reserved = call.enter_context(self._reservation(model, estimate))
@@ -181,17 +182,15 @@ class ClipClassifier:
             )
         return options
 
-    def _admit(self, model: ServingVersion, duration_s: float, hop: int) -> int:
+    def _admit(self, model: ServingVersion, frames: int, rate_hz: int, hop: int) -> int:
         """Refuses, before decoding, a clip too long or with too many windows; its windows."""
         manifest = model.manifest
-        limit_s = self._settings.max_stream_duration_s
-        if duration_s > limit_s:
+        try:
+            check_duration(frames, rate_hz, self._settings.max_stream_duration_s, "")
+        except OutOfRangeError:
             self._refuse_early("duration")
-            raise OutOfRangeError(
-                f"the clip lasts {duration_s:.1f} s, longer than the server's "
-                f"max_stream_duration_s of {limit_s} s"
-            )
-        samples = round(duration_s * manifest.sample_rate_hz)
+            raise
+        samples = round(frames * manifest.sample_rate_hz / rate_hz)
         count = window_count(samples, manifest.window_samples, hop)
         self._check_window_count(count, hop, manifest)
         return count
