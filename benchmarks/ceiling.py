@@ -127,7 +127,7 @@ def measure_ceiling(
     """Measures windows/s and latency for each batch size with the server's engine settings."""
     version = find_version(settings, model)
     manifest = read_manifest(version)
-    engine = EngineFactory(settings.engine).create(version.path)
+    engine = EngineFactory(settings.engine).create(manifest.name, version.path, manifest.artifacts)
     rng = np.random.default_rng(0)
     measurements = []
     try:

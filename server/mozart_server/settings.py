@@ -357,17 +357,61 @@ class OnnxSettings(_Section):
         return self
 
 
-class EngineSettings(_Section):
-    """Which engine serves a version, and each engine's own settings."""
+class EngineChoice(StrEnum):
+    """Which artifact of a version serves it (docs/optimize.md)."""
 
-    engine_priority: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["onnxruntime"],
-        description="Engine kinds in priority order (comma-separated); the first whose "
-        "artifact a version has serves it.",
+    AUTO = "auto"  # the fastest admitted artifact this machine can run
+    FP32 = "fp32"  # model.onnx, or its offline-optimized FP32 graph when admitted
+    INT8 = "int8"  # the static INT8 (QDQ) ONNX graph
+    TENSORRT = "tensorrt"  # the native TensorRT plan
+
+
+def _split_pairs(value: Any) -> Any:
+    # Flags and environment variables give mappings as "a=x,b=y".
+    if isinstance(value, str):
+        pairs = {}
+        for item in _split_commas(value):
+            name, sep, choice = item.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"expected name=value pairs separated by commas, got {item!r}")
+            pairs[name.strip()] = choice.strip()
+        return pairs
+    return value
+
+
+class TensorRTSettings(_Section):
+    """The native TensorRT engine (model.plan): its GPU and execution contexts."""
+
+    cuda_device: int = Field(default=0, ge=0, description="CUDA device that runs TensorRT plans.")
+    tensorrt_instances: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Execution contexts per TensorRT plan, each with its own CUDA stream.",
+    )
+
+
+class EngineSettings(_Section):
+    """Which artifact serves a version, and each engine's own settings."""
+
+    engine: EngineChoice = Field(
+        default=EngineChoice.AUTO,
+        description="auto, fp32, int8 or tensorrt: the artifact every model serves unless "
+        "model_engines names another; auto picks the fastest admitted one this machine runs.",
+    )
+    model_engines: Annotated[dict[str, EngineChoice], NoDecode] = Field(
+        default_factory=dict,
+        description="Per-model choices as name=choice pairs (comma-separated), e.g. "
+        "composer-cnn=int8,tiny=fp32.",
     )
     onnx: OnnxSettings = OnnxSettings()
+    tensorrt: TensorRTSettings = TensorRTSettings()
 
-    _lists = field_validator("engine_priority", mode="before")(_split_commas)
+    _pairs = field_validator("model_engines", mode="before")(_split_pairs)
+
+    def choice_for(self, model: str) -> EngineChoice:
+        """The engine choice of one model."""
+        return self.model_engines.get(model, self.engine)
 
 
 class BatchingSettings(_Section):
@@ -580,7 +624,8 @@ def nest(values: Mapping[str, Any]) -> dict[str, Any]:
     fields = flat_fields()
     nested: dict[str, Any] = {}
     for name, value in values.items():
-        if name in fields:
+        # `engine` is both a section and a setting in it: a table is the section.
+        if name in fields and not isinstance(value, Mapping):
             path, _ = fields[name]
             target = nested
             for section in path:

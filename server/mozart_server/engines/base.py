@@ -1,4 +1,4 @@
-"""The engine protocol: what the batcher needs from a runtime (ONNX Runtime now, TensorRT later)."""
+"""The engine protocol: what the batcher needs from a runtime (ONNX Runtime or TensorRT)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from mozart_server.engines.artifacts import Artifact
 from mozart_server.tensors import FloatArray, TensorSpec
 
 
@@ -30,6 +31,14 @@ class Engine(Protocol):
     @property
     def kind(self) -> str:
         """The engine kind that built it (EngineKind.name, e.g. "onnxruntime")."""
+
+    @property
+    def artifact(self) -> Artifact:
+        """The artifact it serves: file, precision, and the figures that admitted it."""
+
+    @property
+    def device(self) -> str:
+        """Where its batches run: "cpu" or "gpu"."""
 
     @property
     def instances(self) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from mozart_server.engines.artifacts import REFERENCE, Artifact
 from mozart_server.engines.base import EngineOutputs
 from mozart_server.errors import ModelLoadError
 from mozart_server.settings import GraphOptimizationLevel, OnnxSettings, ProviderMismatch
@@ -23,6 +24,9 @@ _OPTIMIZATION_LEVELS = {
     GraphOptimizationLevel.EXTENDED: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     GraphOptimizationLevel.ALL: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+_CPU_PROVIDERS = frozenset(
+    {"CPUExecutionProvider", "DnnlExecutionProvider", "XnnpackExecutionProvider"}
+)
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
 
 
@@ -49,7 +53,9 @@ class OnnxEngine:
 
     kind = "onnxruntime"
 
-    def __init__(self, model_file: Path, settings: OnnxSettings) -> None:
+    def __init__(
+        self, model_file: Path, settings: OnnxSettings, artifact: Artifact = REFERENCE
+    ) -> None:
         """Creates the sessions and checks that ORT runs the provider asked for.
 
         Raises:
@@ -85,6 +91,8 @@ class OnnxEngine:
         self._outputs = [_spec(node) for node in first.get_outputs()]
         self._input_name = self._inputs[0].name
         self.providers = running
+        self.artifact = artifact
+        self.device = "cpu" if running[0] in _CPU_PROVIDERS else "gpu"
 
     @property
     def instances(self) -> int:

@@ -74,7 +74,7 @@ class VersionLoader:
 
     def _load_blocking(self, version_dir: VersionDir) -> tuple[Manifest, Engine]:
         manifest = read_manifest(version_dir)
-        engine = self._engines.create(version_dir.path)
+        engine = self._engines.create(manifest.name, version_dir.path, manifest.artifacts)
         self._metrics.engines_open.inc()
         try:
             check_against_graph(manifest, engine.inputs, engine.outputs)

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mozart_server.engines.artifacts import Artifact
 from mozart_server.errors import ModelLoadError
 from mozart_server.models.repository import VersionDir
 from mozart_server.tensors import TensorSpec
@@ -31,6 +32,8 @@ class Manifest(BaseModel):
     default_hop_ms: int = Field(ge=1)
     inputs: tuple[TensorSpec, ...] = Field(min_length=1)
     outputs: tuple[TensorSpec, ...] = Field(min_length=1)
+    #: What `mozart optimize` admitted beside model.onnx (engines/artifacts.py).
+    artifacts: tuple[Artifact, ...] = ()
 
     @property
     def window_ms(self) -> int:
