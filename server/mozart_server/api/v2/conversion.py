@@ -23,7 +23,10 @@ from mozart_server.tensors import FloatArray
 INPUT_NAME = "waveform"
 OUTPUT_NAMES = ("probabilities", "embedding")
 # Triton's platform and backend names of each engine kind.
-PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "onnxruntime")}
+PLATFORMS = {
+    "onnxruntime": ("onnxruntime_onnx", "onnxruntime"),
+    "tensorrt": ("tensorrt_plan", "tensorrt"),
+}
 FP32 = "FP32"
 #: Load and unload parameters that are accepted and ignored (tritonclient always sends
 #: unload_dependents; Mozart has no ensembles to unload with a model).
@@ -62,12 +65,15 @@ def _platform(model: ServingVersion) -> tuple[str, str]:
 def model_config(model: ServingVersion, settings: RepositorySettings) -> v2.ModelConfigResponse:
     """The configuration a version is served with, in Triton's terms.
 
-    Batching and instances come from the version's live batcher and engine; the version
-    policy from the repository settings. As in Triton, `dims` leave out the batch
-    dimension because max_batch_size > 0.
+    Batching comes from the version's live batcher; the platform, the served file and
+    the instances (their count, and CPU or GPU) from its live engine; the version policy
+    from the repository settings. As in Triton, `dims` leave out the batch dimension
+    because max_batch_size > 0.
     """
     batching = model.batcher.config
+    engine = model.engine
     platform, backend = _platform(model)
+    on_gpu = engine.device == "gpu"
     policy = v2_config.ModelVersionPolicy()
     if settings.version_policy is VersionPolicy.ALL:
         policy.all.SetInParent()
@@ -81,7 +87,7 @@ def model_config(model: ServingVersion, settings: RepositorySettings) -> v2.Mode
         backend=backend,
         version_policy=policy,
         max_batch_size=batching.max_batch_size,
-        default_model_filename="model.onnx",
+        default_model_filename=engine.artifact.file,
         input=[
             v2_config.ModelInput(
                 name=INPUT_NAME,
@@ -97,9 +103,13 @@ def model_config(model: ServingVersion, settings: RepositorySettings) -> v2.Mode
         ],
         instance_group=[
             v2_config.ModelInstanceGroup(
-                name=f"{model.name}_cpu",
-                count=model.engine.instances,
-                kind=v2_config.ModelInstanceGroup.KIND_CPU,
+                name=f"{model.name}_{'gpu' if on_gpu else 'cpu'}",
+                count=engine.instances,
+                kind=(
+                    v2_config.ModelInstanceGroup.KIND_GPU
+                    if on_gpu
+                    else v2_config.ModelInstanceGroup.KIND_CPU
+                ),
             )
         ],
         dynamic_batching=v2_config.ModelDynamicBatching(
@@ -163,7 +173,6 @@ def waveforms_from_request(
         values = np.asarray(typed, dtype=np.float32)
     waveforms = values.astype(np.float32).reshape(shape)
     return checked_floats(waveforms, float_samples, f"input {INPUT_NAME!r}")
-    return waveforms
 
 
 def requested_outputs(request: v2.ModelInferRequest) -> tuple[str, ...]:
