@@ -69,6 +69,13 @@ class ServingVersion:
         """The version's name."""
         return self.manifest.version
 
+    @property
+    def engine_labels(self) -> tuple[str, ...]:
+        """Label values of mozart_model_engine_info: what serves this version, and where."""
+        engine, artifact = self.engine, self.engine.artifact
+        return (self.name, self.version, engine.kind, artifact.precision, artifact.file,
+                engine.device)  # fmt: skip
+
     def __repr__(self) -> str:
         return f"ServingVersion({self.name}/{self.version}, leases={self.leases})"
 
@@ -187,6 +194,7 @@ class ModelRegistry:
             self._retire(model)
         for model in added:
             self._metrics.model_loaded.labels(model=name, version=model.version).set(1)
+            self._metrics.model_engine_info.labels(*model.engine_labels).set(1)
         for model in removed:
             self._metrics.model_loaded.labels(model=name, version=model.version).set(0)
         change = RegistryChange(
@@ -208,6 +216,7 @@ class ModelRegistry:
 
     def _retire(self, model: ServingVersion) -> None:
         model.retired = True
+        self._metrics.model_engine_info.remove(*model.engine_labels)
         self._draining.add(model)
         if model.leases == 0:
             self._close_later(model)

@@ -95,6 +95,13 @@ class ServerMetrics:
             ["model", "version"],
             registry=registry,
         )
+        self.model_engine_info = Gauge(
+            "mozart_model_engine_info",
+            "1 for each serving model version, labelled with the engine that serves it: "
+            "kind, precision, artifact (file) and device; removed when the version retires.",
+            ["model", "version", "kind", "precision", "artifact", "device"],
+            registry=registry,
+        )
         self.model_swaps = Counter(
             "mozart_model_swaps",
             "Changes to the serving versions of a model while the server runs.",
