@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from mozart_server.settings import CONFIG_FILE_VARIABLE, ServerSettings, flat_fields
+from mozart_server.cli import add_arguments, main
+from mozart_server.settings import (
+    CONFIG_FILE_VARIABLE,
+    EngineChoice,
+    ServerSettings,
+    flat_fields,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +73,85 @@ def test_bad_and_unknown_settings_are_named() -> None:
         ServerSettings(version_policy="specific")
     with pytest.raises(ValidationError, match="model_control_mode"):
         ServerSettings(model_control_mode="sometimes")
+
+
+def _from_flags(*flags: str) -> ServerSettings:
+    """Settings from `mozart serve` flags, parsed as the CLI parses them."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(list(flags))
+    given = {name: value for name in flat_fields() if (value := getattr(args, name)) is not None}
+    return ServerSettings(**given)
+
+
+def test_the_engine_choice_comes_from_a_flag_or_a_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServerSettings().engine.engine is EngineChoice.AUTO
+    settings = _from_flags("--engine", "int8", "--model-engines", "tiny=fp32")
+    assert settings.engine.engine is EngineChoice.INT8
+    assert settings.engine.choice_for("tiny") is EngineChoice.FP32
+    assert settings.engine.choice_for("composer-cnn") is EngineChoice.INT8
+    monkeypatch.setenv("MOZART_ENGINE", "fp32")
+    monkeypatch.setenv("MOZART_MODEL_ENGINES", " a=int8, b=fp32 ,c=tensorrt")
+    settings = ServerSettings()
+    assert settings.engine.engine is EngineChoice.FP32
+    assert settings.engine.model_engines == {
+        "a": EngineChoice.INT8, "b": EngineChoice.FP32, "c": EngineChoice.TENSORRT
+    }  # fmt: skip
+    assert _from_flags("--engine", "auto").engine.engine is EngineChoice.AUTO  # flag over variable
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"engine": "turbo"}, r"engine\.engine\n.*'auto', 'fp32', 'int8' or 'tensorrt'"),
+        ({"model_engines": "a"}, r"engine\.model_engines\n.*name=value pairs.*got 'a'"),
+        ({"model_engines": "=int8"}, r"engine\.model_engines\n.*got '=int8'"),
+        ({"model_engines": "a=turbo"}, r"engine\.model_engines\.a\n.*'auto', 'fp32', 'int8'"),
+    ],
+    ids=["choice", "pair", "no-name", "pair-choice"],
+)
+def test_a_bad_engine_choice_or_pair_is_named(values: dict[str, str], words: str) -> None:
+    with pytest.raises(ValidationError, match=words):
+        ServerSettings(**values)
+
+
+def test_the_cli_refuses_a_bad_engine_choice_with_exit_code_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--engine", "turbo"]) == 2
+    error = capsys.readouterr().err
+    assert "invalid setting engine.engine" in error
+    assert "'auto', 'fp32', 'int8' or 'tensorrt'" in error
+
+
+def test_a_toml_engine_table_holds_the_choice_beside_the_engine_sections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "mozart.toml"
+    config.write_text(
+        '[engine]\nengine = "int8"\nmodel_engines = { tiny = "fp32" }\n'
+        "[engine.onnx]\ninstances = 2\n[engine.tensorrt]\ntensorrt_instances = 3\n"
+    )
+    monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(config))
+    settings = ServerSettings()
+    assert settings.engine.engine is EngineChoice.INT8
+    assert settings.engine.model_engines == {"tiny": EngineChoice.FP32}
+    assert settings.engine.onnx.instances == 2
+    assert settings.engine.tensorrt.tensorrt_instances == 3
+    # Flat names in the file, and a variable over the file's table.
+    config.write_text('engine = "fp32"\ninstances = 4\ncuda_device = 1\n')
+    assert ServerSettings().engine.engine is EngineChoice.FP32
+    assert ServerSettings().engine.tensorrt.cuda_device == 1
+    monkeypatch.setenv("MOZART_ENGINE", "tensorrt")
+    assert ServerSettings().engine.engine is EngineChoice.TENSORRT
+    assert ServerSettings().engine.onnx.instances == 4
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settings.nest() takes every Mapping value as a section table, so the one "
+    "dict-valued setting cannot be given by its flat name as a mapping",
+)
+def test_model_engines_as_a_mapping_under_its_flat_name() -> None:
+    settings = ServerSettings(model_engines={"tiny": "int8"})
+    assert settings.engine.model_engines == {"tiny": EngineChoice.INT8}
