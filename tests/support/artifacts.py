@@ -26,7 +26,7 @@ from onnxruntime.quantization import (
 from mozart_server.engines.artifacts import file_sha256
 
 
-class _Windows(CalibrationDataReader):
+class _Windows(CalibrationDataReader):  # type: ignore[misc]  # untyped base
     def __init__(self, window_samples: int, count: int = 32, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         t = np.arange(window_samples) / 16_000
