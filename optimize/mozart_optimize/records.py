@@ -23,10 +23,12 @@ CARD_END = "<!-- mozart optimize: end -->"
 
 def write_atomically(path: Path, text: str) -> None:
     """Replaces `path` with `text` through a temporary file in the same folder."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w") as stream:
             stream.write(text)
+        os.chmod(temporary, mode)  # mkstemp makes it owner-only
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -68,6 +70,7 @@ def card_section(artifacts: Iterable[Mapping[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     listed = False
+    notes: list[str] = []
     for record in artifacts:
         listed = True
         splits = record.get("accuracy", {}).get("splits", {})
@@ -81,8 +84,19 @@ def card_section(artifacts: Iterable[Mapping[str, Any]]) -> str:
             f"(batch {speed.get('best_batch_size', '-')}) "
             f"| {record.get('size_bytes', 0) / 1e6:.2f} MB |"
         )
+        quantization = record.get("quantization")
+        if quantization:
+            calibration = quantization["calibration"]
+            notes.append(
+                f"`{record['file']}`: static {quantization['format']}, weights "
+                f"{quantization['weights']}, activations {quantization['activations']} over "
+                f"{calibration['windows']} windows of `{calibration['split']}` (seed "
+                f"{calibration['seed']}); kept in FP32: the log-mel front end and "
+                f"`{quantization['kept_fp32'][-1]}`."
+            )
     if not listed:
         lines.append("| none admitted | | | | | | | |")
+    lines += ["", *notes] if notes else []
     lines.append(CARD_END)
     return "\n".join(lines)
 
