@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import re
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -155,3 +158,34 @@ def test_a_toml_engine_table_holds_the_choice_beside_the_engine_sections(
 def test_model_engines_as_a_mapping_under_its_flat_name() -> None:
     settings = ServerSettings(model_engines={"tiny": "int8"})
     assert settings.engine.model_engines == {"tiny": EngineChoice.INT8}
+
+
+def _documented_default(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, dict):
+        return ",".join(f"{key}={choice}" for key, choice in value.items())
+    return str(value)
+
+
+def test_the_settings_table_in_docs_server_md_is_the_settings() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "server.md").read_text()
+    row = r"^\| `([a-z_.]+)` \| `MOZART_([A-Z0-9_]+)` \| `(--[a-z0-9-]+)` \| `([^`]*)` \| (.+) \|$"
+    table = {
+        variable.lower(): (section, flag, default, meaning)
+        for section, variable, flag, default, meaning in re.findall(row, docs, re.MULTILINE)
+    }
+    settings = {
+        name: (
+            ".".join(path),
+            "--" + name.replace("_", "-"),
+            _documented_default(field.get_default(call_default_factory=True)),
+            field.description,
+        )
+        for name, (path, field) in flat_fields().items()
+    }
+    assert table == settings
