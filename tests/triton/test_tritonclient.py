@@ -77,6 +77,9 @@ def test_model_config_follows_triton(session, server: InProcessServer) -> None:
     config = session["model_config"]["config"]
     assert config["name"] == "tiny"
     assert config["platform"] == "onnxruntime_onnx"
+    assert config["backend"] == "onnxruntime"
+    assert config["default_model_filename"] == "model.onnx"  # the version lists no artifact
+    assert config["instance_group"] == [{"name": "tiny_cpu", "count": 1, "kind": "KIND_CPU"}]
     assert config["input"] == [
         {"name": "waveform", "data_type": "TYPE_FP32", "dims": [str(WINDOW)]}
     ]
