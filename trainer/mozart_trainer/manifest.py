@@ -74,6 +74,8 @@ class ModelManifest(_Frozen):
     front_end: dict[str, Any]
     provenance: Provenance
     reference_stats: ReferenceStats
+    #: Optimized artifacts, written by `mozart optimize` (its records, kept as they are).
+    artifacts: list[dict[str, Any]] = []
 
     def write(self, path: Path) -> None:
         """Writes the manifest as indented JSON."""
