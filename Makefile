@@ -88,6 +88,13 @@ bench-gate: $(STAMP) ## Short gated load benchmark (under 2 minutes); fails on a
 	$(PY) -m benchmarks.run --profile quick --gate --model-repository $(MODEL_REPOSITORY) \
 		--clips '$(BENCH_CLIPS)' $(BENCH_ARGS)
 
+OPTIMIZE_MODEL ?= models/composer-cnn/1
+OPTIMIZE_ARGS ?=
+.PHONY: optimize
+optimize: $(STAMP) ## Build (or reuse) the default corpus, then build, gate and record the optimized artifacts of OPTIMIZE_MODEL.
+	$(VENV)/bin/mozart data build-corpus --out data/corpus/default --no-progress
+	$(VENV)/bin/mozart optimize $(OPTIMIZE_MODEL) --data data/corpus/default $(OPTIMIZE_ARGS)
+
 TRAIN_CONFIG ?= trainer/configs/default.yaml
 TRAIN_ARGS ?=
 .PHONY: train
