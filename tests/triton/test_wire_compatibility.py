@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mozart_proto.inference import grpc_service_pb2
+from mozart_proto.inference import grpc_service_pb2, model_config_pb2
 from tests.triton.descriptor_fields import file_fields
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,3 +43,24 @@ def test_v2_service_methods_are_tritons() -> None:
     )  # fmt: skip
     ours = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods
     assert {method.name for method in ours} <= set(completed.stdout.split())
+
+
+def test_model_config_messages_are_a_subset_of_tritons() -> None:
+    # Mozart declares only part of Triton's ModelConfig: every field it does declare must
+    # be Triton's, or tritonclient's get_model_config would misread it.
+    child = (
+        "import json; from tests.triton.descriptor_fields import file_fields; "
+        "from tritonclient.grpc import model_config_pb2 as m; "
+        "print(json.dumps(file_fields(m.DESCRIPTOR)))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, check=True, timeout=120,
+        cwd=ROOT,
+    )  # fmt: skip
+    triton = json.loads(completed.stdout)
+    ours = file_fields(model_config_pb2.DESCRIPTOR)
+    assert {"ModelConfig", "ModelInstanceGroup", "ModelDynamicBatching"} <= set(ours)
+    for name, fields in ours.items():
+        assert name in triton, f"{name} is not a Triton message"
+        for field, shape in fields.items():
+            assert triton[name].get(field) == shape, f"{name}.{field}"
