@@ -86,6 +86,9 @@ class Observed:
     def assert_served_from(self, file: str, scores: np.ndarray, rival: np.ndarray) -> None:
         """The config names `file`, and both APIs give its `scores`, not the `rival` graph's."""
         assert self.config.default_model_filename == file
+        assert self.config.parameters["artifact"].string_value == file
+        precision = "int8" if file == INT8_FILE else "fp32"
+        assert self.config.parameters["precision"].string_value == precision
         assert self.config.platform == self.platform == "onnxruntime_onnx"
         assert self.config.backend == "onnxruntime"
         [group] = self.config.instance_group

@@ -80,6 +80,9 @@ def test_model_config_follows_triton(session, server: InProcessServer) -> None:
     assert config["backend"] == "onnxruntime"
     assert config["default_model_filename"] == "model.onnx"  # the version lists no artifact
     assert config["instance_group"] == [{"name": "tiny_cpu", "count": 1, "kind": "KIND_CPU"}]
+    assert config["parameters"] == {
+        "precision": {"string_value": "fp32"}, "artifact": {"string_value": "model.onnx"}
+    }  # fmt: skip
     assert config["input"] == [
         {"name": "waveform", "data_type": "TYPE_FP32", "dims": [str(WINDOW)]}
     ]

@@ -112,6 +112,10 @@ def model_config(model: ServingVersion, settings: RepositorySettings) -> v2.Mode
                 ),
             )
         ],
+        parameters={
+            "precision": v2_config.ModelParameter(string_value=engine.artifact.precision),
+            "artifact": v2_config.ModelParameter(string_value=engine.artifact.file),
+        },
         dynamic_batching=v2_config.ModelDynamicBatching(
             preferred_batch_size=list(batching.preferred_batch_sizes),
             max_queue_delay_microseconds=batching.max_queue_delay_us,
