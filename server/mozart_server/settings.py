@@ -624,8 +624,9 @@ def nest(values: Mapping[str, Any]) -> dict[str, Any]:
     fields = flat_fields()
     nested: dict[str, Any] = {}
     for name, value in values.items():
-        # `engine` is both a section and a setting in it: a table is the section.
-        if name in fields and not isinstance(value, Mapping):
+        # `engine` is both a section and a setting in it: a table under it is the section.
+        is_section_table = isinstance(value, Mapping) and name in ServerSettings.model_fields
+        if name in fields and not is_section_table:
             path, _ = fields[name]
             target = nested
             for section in path:

@@ -150,11 +150,6 @@ def test_a_toml_engine_table_holds_the_choice_beside_the_engine_sections(
     assert ServerSettings().engine.onnx.instances == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.nest() takes every Mapping value as a section table, so the one "
-    "dict-valued setting cannot be given by its flat name as a mapping",
-)
 def test_model_engines_as_a_mapping_under_its_flat_name() -> None:
     settings = ServerSettings(model_engines={"tiny": "int8"})
     assert settings.engine.model_engines == {"tiny": EngineChoice.INT8}
