@@ -1,10 +1,11 @@
-"""The compute ceiling: the served model run in-process by ONNX Runtime, with the server's settings.
+"""The compute ceiling: the served model run in-process, on the engine the server would use.
 
-The engine is the server's own, built by its EngineFactory from the same `ServerSettings` (threads,
-spinning, graph optimization, instances), so the ceiling differs from the server only by
-everything the server adds: gRPC, decoding, windowing, batching.
+The engine is the server's own, built by its EngineFactory from the same `ServerSettings`: the
+same artifact (`engine` = auto|fp32|int8|tensorrt picks model.onnx or one that model.json lists)
+and the same engine settings (threads, spinning, graph optimization, instances). So the ceiling
+differs from the server only by everything the server adds: gRPC, decoding, windowing, batching.
 
-    python -m benchmarks.ceiling --model-repository models --model composer-cnn
+    python -m benchmarks.ceiling --model-repository models --model composer-cnn [--engine int8]
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import statistics
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from mozart_server.engines import Engine, EngineFactory
+from mozart_server.engines.artifacts import ONNXRUNTIME, REFERENCE
 from mozart_server.models.manifest import read_manifest
 from mozart_server.models.repository import VersionDir, discover
-from mozart_server.settings import ServerSettings, VersionPolicy
+from mozart_server.settings import EngineChoice, ServerSettings, VersionPolicy
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -46,9 +48,15 @@ class Ceiling:
     version: str
     window_samples: int
     sample_rate_hz: int
-    instances: int
-    intra_op_threads: int
+    instances: int  # batches the engine runs at once (ONNX sessions or TensorRT contexts)
+    intra_op_threads: int | None  # ONNX Runtime's setting; None for other engine kinds
     batches: tuple[BatchMeasurement, ...]
+    # What was measured: the engine's own account of itself. The defaults describe runs
+    # recorded before a version could list artifacts: all of them ran model.onnx on CPU.
+    artifact: str = REFERENCE.file
+    precision: str = REFERENCE.precision
+    engine_kind: str = ONNXRUNTIME
+    device: str = "cpu"
 
     @property
     def best(self) -> BatchMeasurement:
@@ -128,13 +136,14 @@ def measure_ceiling(
     version = find_version(settings, model)
     manifest = read_manifest(version)
     engine = EngineFactory(settings.engine).create(manifest.name, version.path, manifest.artifacts)
+    instances = engine.instances  # read before close(), which drops the sessions it counts
     rng = np.random.default_rng(0)
     measurements = []
     try:
         for size in batch_sizes:
             batch = (rng.standard_normal((size, manifest.window_samples)) * 0.1).astype(np.float32)
             engine.run(batch)  # warm-up: ORT allocates buffers for a new shape
-            measurements.append(_measure(engine, batch, seconds_per_batch, engine.instances))
+            measurements.append(_measure(engine, batch, seconds_per_batch, instances))
     finally:
         engine.close()
     return Ceiling(
@@ -142,9 +151,16 @@ def measure_ceiling(
         version=manifest.version,
         window_samples=manifest.window_samples,
         sample_rate_hz=manifest.sample_rate_hz,
-        instances=settings.engine.onnx.instances,
-        intra_op_threads=settings.engine.onnx.intra_op_threads,
+        instances=instances,
+        # Thread settings are ONNX Runtime's; another kind's engine does not read them.
+        intra_op_threads=(
+            settings.engine.onnx.intra_op_threads if engine.kind == ONNXRUNTIME else None
+        ),
         batches=tuple(measurements),
+        artifact=engine.artifact.file,
+        precision=engine.artifact.precision,
+        engine_kind=engine.kind,
+        device=engine.device,
     )
 
 
@@ -153,7 +169,16 @@ def combine(first: Ceiling, second: Ceiling) -> Ceiling:
 
     The machine's load drifts during a run; the mean of both ends is a fairer reference for
     the phases in between than either end alone.
+
+    Raises:
+        ValueError: the two measured different models, artifacts or engines.
     """
+    if replace(first, batches=()) != replace(second, batches=()):
+        raise ValueError(
+            f"cannot average two different measurements: {first.model} v{first.version} "
+            f"{describe_engine(first)} and {second.model} v{second.version} "
+            f"{describe_engine(second)}"
+        )
     batches = tuple(
         BatchMeasurement(
             batch_size=a.batch_size,
@@ -164,22 +189,24 @@ def combine(first: Ceiling, second: Ceiling) -> Ceiling:
         )
         for a, b in zip(first.batches, second.batches, strict=True)
     )
-    return Ceiling(
-        model=first.model,
-        version=first.version,
-        window_samples=first.window_samples,
-        sample_rate_hz=first.sample_rate_hz,
-        instances=first.instances,
-        intra_op_threads=first.intra_op_threads,
-        batches=batches,
+    return replace(first, batches=batches)
+
+
+def describe_engine(ceiling: Ceiling) -> str:
+    """What was measured, in one line: artifact, precision, engine kind, device, parallelism."""
+    threads = (
+        "" if ceiling.intra_op_threads is None else f", intra_op_threads={ceiling.intra_op_threads}"
+    )
+    return (
+        f"{ceiling.artifact} ({ceiling.precision}, {ceiling.engine_kind} on {ceiling.device}; "
+        f"instances={ceiling.instances}{threads})"
     )
 
 
 def format_ceiling(ceiling: Ceiling) -> str:
     """A plain-text table of the measurement."""
     lines = [
-        f"ceiling of {ceiling.model} v{ceiling.version} "
-        f"(instances={ceiling.instances}, intra_op_threads={ceiling.intra_op_threads})",
+        f"ceiling of {ceiling.model} v{ceiling.version}: {describe_engine(ceiling)}",
         f"{'batch':>6} {'windows/s':>10} {'median ms':>10} {'p99 ms':>8} {'runs':>6}",
     ]
     for batch in ceiling.batches:
@@ -203,8 +230,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--batch-sizes", default=",".join(map(str, BATCH_SIZES)), help="comma-separated"
     )
+    parser.add_argument(
+        "--engine",
+        choices=[choice.value for choice in EngineChoice],
+        help="the engine choice to measure (default: MOZART_ENGINE, else auto)",
+    )
     args = parser.parse_args(argv)
-    settings = ServerSettings(model_repository=args.model_repository)
+    chosen = {} if args.engine is None else {"engine": args.engine}
+    settings = ServerSettings(model_repository=args.model_repository, **chosen)
     sizes = [int(size) for size in args.batch_sizes.split(",")]
     print(format_ceiling(measure_ceiling(settings, args.model, sizes, args.seconds_per_batch)))
     return 0
