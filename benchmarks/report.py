@@ -11,7 +11,8 @@ matplotlib.use("Agg")  # files only; no display here or in CI
 
 import matplotlib.pyplot as plt
 
-from benchmarks.ceiling import format_ceiling
+from benchmarks.ceiling import describe_engine, format_ceiling
+from benchmarks.compare import Comparison
 from benchmarks.gate import Thresholds, evaluate, format_checks
 from benchmarks.results import PhaseResult, Summary
 
@@ -110,7 +111,9 @@ def write_report(
         f"`{summary.server_settings or 'defaults'}`. Figures are ratios within this run: "
         "the machine is shared and absolute times do not carry over.",
         "",
-        "## Ceiling (in-process ONNX Runtime, the server's engine settings)",
+        f"Engine `{summary.engine_choice or 'auto'}`: {_served(summary)}.",
+        "",
+        "## Ceiling (in-process, the server's engine and its settings)",
         "",
         "```",
         format_ceiling(summary.ceiling),
@@ -149,3 +152,104 @@ def _pinning(summary: Summary) -> str:
         return " (server, ceiling and Locust unpinned, sharing them)"
     load = f"Locust to {summary.load_cpus}" if summary.load_cpus else "Locust unpinned"
     return f" (server and ceiling pinned to CPUs {summary.server_cpus}, {load})"
+
+
+def _served(summary: Summary) -> str:
+    measured = describe_engine(summary.ceiling)
+    if not summary.server_artifact:
+        return f"the ceiling measured {measured}; the server's log did not name its artifact"
+    if summary.server_artifact == summary.ceiling.artifact:
+        return f'{measured}, in the ceiling and in the server (its log\'s "engine chosen")'
+    return f"the ceiling measured {measured}, the server served `{summary.server_artifact}`"
+
+
+def _ratio_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def comparison_tables(comparison: Comparison) -> list[str]:
+    """The engines, their ceilings and every phase side by side, with ratios to the first."""
+    figures, ratios = comparison.figures, comparison.ratios
+    engines = [engine.engine for engine in figures]
+    over = [f"{ratios.engine} / {ratios.baseline}" for ratios in ratios]
+    lines = [
+        "| engine | artifact | precision | kind | device | instances | intra-op threads "
+        "| server served |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for engine in figures:
+        threads = "n/a" if engine.intra_op_threads is None else str(engine.intra_op_threads)
+        lines.append(
+            _row([engine.engine, f"`{engine.artifact}`", engine.precision, engine.engine_kind,
+                  engine.device, str(engine.instances), threads,
+                  f"`{engine.server_artifact}`" if engine.server_artifact else "not logged"])
+        )  # fmt: skip
+    lines += [
+        "",
+        _row(["ceiling", *engines, *over]),
+        "|---" * (1 + len(engines) + len(over)) + "|",
+        _row(["windows/s (best batch size)",
+              *[f"{e.ceiling_windows_per_s:.1f} (batch {e.ceiling_best_batch_size})"
+                for e in figures],
+              *[_ratio_text(r.ceiling_windows_per_s) for r in ratios]]),
+        _row(["batch-1 median ms", *[f"{e.batch1_median_ms:.2f}" for e in figures],
+              *[_ratio_text(r.batch1_median_ms) for r in ratios]]),
+        "",
+        _row(["phase", *[f"{e} windows/s" for e in engines], *over,
+              *[f"{e} median ms" for e in engines], *over]),
+        "|---" * (1 + 2 * (len(engines) + len(over))) + "|",
+    ]  # fmt: skip
+    for number, phase in enumerate(figures[0].phases):
+        lines.append(
+            _row([phase.name,
+                  *[f"{e.phases[number].windows_per_s:.1f}" for e in figures],
+                  *[_ratio_text(r.phases[number].windows_per_s) for r in ratios],
+                  *[f"{e.phases[number].median_ms:.2f}" for e in figures],
+                  *[_ratio_text(r.phases[number].median_ms) for r in ratios]])
+        )  # fmt: skip
+    return lines
+
+
+def write_comparison_report(comparison: Comparison, folder: Path, gate: Thresholds) -> str:
+    """Writes the run's report.md with every engine side by side; returns the gate tables."""
+    first = comparison.summaries[0]
+    engines = [summary.engine_choice for summary in comparison.summaries]
+    gate_tables = "\n\n".join(
+        format_checks(evaluate(summary, gate), f"gate for {summary.engine_choice}")
+        for summary in comparison.summaries
+    )
+    others = {name: value for name, value in first.server_settings.items() if name != "engine"}
+    lines = [
+        f"# Benchmark run {first.started_at} ({first.profile}): {', '.join(engines)} side by side",
+        "",
+        f"Model `{first.model}` v{first.ceiling.version}, clips `{first.clips}`, "
+        f"hop {first.hop_ms} ms, {first.cpu_count} CPUs{_pinning(first)}. Server settings "
+        f"besides `engine`: `{others or 'defaults'}`.",
+        "",
+        "Each engine's ceiling was measured before the first server started and again after "
+        "the last one stopped (in reverse order), and averaged; one server per engine ran the "
+        f"same phases, one after the other. Ratios are each engine's figure over "
+        f"{engines[0]}'s in this run: windows/s above 1 and latency below 1 are faster. "
+        "Real-time streams serve what they are sent, so their windows/s ratio stays near 1 "
+        "and their latency is what differs; the one-user overhead run is bound by its own "
+        "latency, most of it the server's overhead, not compute.",
+        "",
+        *comparison_tables(comparison),
+        "",
+        "## Gate, each engine against its own ceiling",
+        "",
+        "```",
+        gate_tables,
+        "```",
+        "",
+        "Each engine's own report, CSVs and server log: "
+        + ", ".join(f"[{name}]({name}/report.md)" for name in engines)
+        + "; the figures above are in `comparison.json`.",
+        "",
+    ]
+    (folder / "report.md").write_text("\n".join(lines))
+    return gate_tables

@@ -152,6 +152,10 @@ class Summary:
     ceiling_after_windows_per_s: float = 0.0
     server_cpus: str = ""  # CPUs the server and the ceiling were pinned to; "" = unpinned
     load_cpus: str = ""  # CPUs Locust was pinned to
+    engine_choice: str = ""  # the `engine` setting for this model: auto, fp32, int8, tensorrt
+    # The artifact the server logged it serves the model from ("engine chosen"); the ceiling
+    # states its own. "" when the server's log did not say.
+    server_artifact: str = ""
 
     def phases_of(self, user_class: str, prefix: str = "") -> list[PhaseResult]:
         """The phases run with one user class whose names start with `prefix`."""

@@ -2,10 +2,13 @@
 
     python -m benchmarks.run --profile full            # make bench
     python -m benchmarks.run --profile quick --gate    # make bench-gate (about 100 s)
+    python -m benchmarks.run --engines fp32,int8       # both engines side by side
 
 Writes benchmarks/results/<timestamp>/: the raw CSVs of every phase, summary.json,
-report.md and PNG plots. Server settings come from MOZART_* variables (the server and the
-ceiling both read them) and from `--set name=value`.
+report.md and PNG plots; with several engines, those in one folder per engine and, beside
+them, report.md and comparison.json with the engines side by side. Server settings come
+from MOZART_* variables (the server and the ceiling both read them) and from
+`--set name=value`.
 """
 
 from __future__ import annotations
@@ -22,14 +25,15 @@ from pathlib import Path
 
 from benchmarks.ceiling import Ceiling, combine, find_version, format_ceiling, measure_ceiling
 from benchmarks.clips import DEFAULT_CLIPS, load_clips
+from benchmarks.compare import Comparison
 from benchmarks.cpus import parse_cpu_list, pinned
+from benchmarks.engines import EngineUnderTest, engines_under_test, parse_engines
 from benchmarks.gate import GATES_FILE, evaluate, load_thresholds
-from benchmarks.report import write_report
+from benchmarks.report import comparison_tables, write_comparison_report, write_report
 from benchmarks.results import PhaseResult, Summary, read_raw, server_delta
 from benchmarks.server_process import RunningServer, scrape, server_process
 from mozart_server.errors import ModelLoadError
 from mozart_server.models.manifest import read_manifest
-from mozart_server.settings import ServerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -181,10 +185,11 @@ def _measure_phase(
     args: argparse.Namespace,
     folder: Path,
     ceiling_windows_per_s: float,
+    label: str = "",
 ) -> PhaseResult:
     """Runs one phase between two /metrics scrapes and reads its results."""
     _say(
-        f"[{number}/{len(plan.phases)}] {phase.name}: "
+        f"[{label}{number}/{len(plan.phases)}] {phase.name}: "
         f"{phase.users} x {phase.user_class} for {phase.seconds} s"
     )
     before, cpu_before = scrape(server.metrics_url), _cpu_seconds(server.pid)
@@ -214,8 +219,53 @@ def _measure_phase(
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the benchmark; with --gate, exits 1 when a gate threshold fails."""
+def _serve(
+    engine: EngineUnderTest,
+    label: str,
+    *,
+    plan: Profile,
+    args: argparse.Namespace,
+    folder: Path,
+    ceiling: Ceiling,
+) -> tuple[list[PhaseResult], str]:
+    """Starts a server with this engine's settings and runs every phase against it.
+
+    Returns the phases' results and the artifact the server logged it serves ("" if unsaid).
+
+    Raises:
+        RuntimeError: the server serves another artifact than the ceiling measured.
+    """
+    _say(f"[{label}server] starting")
+    with server_process(
+        args.model_repository, engine.overrides, folder / "server.log", cpus=args.server_cpus
+    ) as server:
+        served = server.artifacts.get(args.model, "")
+        if served and served != ceiling.artifact:
+            raise RuntimeError(
+                f"the server serves {served} but the ceiling measured {ceiling.artifact}; "
+                f"see {folder / 'server.log'}"
+            )
+        _say(
+            f"[{label}server] serving {served or 'an artifact its log did not name'} on "
+            f"{server.address} (metrics {server.metrics_url})"
+        )
+        phases = [
+            _measure_phase(
+                phase,
+                number,
+                plan=plan,
+                server=server,
+                args=args,
+                folder=folder,
+                ceiling_windows_per_s=ceiling.windows_per_s,
+                label=label,
+            )
+            for number, phase in enumerate(plan.phases, 1)
+        ]
+    return phases, served
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--profile", choices=("quick", "full", "smoke"), default="full")
     parser.add_argument("--model-repository", type=Path, default=Path("models"))
@@ -227,6 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         metavar="NAME=VALUE",
         help="a server setting for the server and the ceiling (repeatable)",
+    )
+    parser.add_argument(
+        "--engines",
+        type=parse_engines,
+        metavar="LIST",
+        help="engines to measure side by side in one run, the baseline first (e.g. fp32,int8); "
+        "default: the configured engine alone",
     )
     parser.add_argument("--gates", type=Path, default=GATES_FILE)
     parser.add_argument("--out", type=Path, default=RESULTS, help="parent folder of the run")
@@ -243,78 +300,107 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="LIST",
         help="run Locust on these CPUs (e.g. 2-15), apart from the server's",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the benchmark; with --gate, exits 1 when a gate threshold fails (for any engine)."""
+    args = _parser().parse_args(argv)
 
     overrides = dict(item.split("=", 1) for item in args.set)
-    settings = ServerSettings(model_repository=args.model_repository, **overrides)
     gate, targets = load_thresholds(args.gates, "gate"), load_thresholds(args.gates, "targets")
     plan = profile(
         args.profile, gate.streams, (targets.streams, 2 * targets.streams, 4 * targets.streams)
     )
     try:
+        # Before anything runs: an engine the model cannot serve here ends the run now.
+        engines = engines_under_test(args.model_repository, args.model, overrides, args.engines)
         clips = load_clips(args.clips)
-        hop_ms = read_manifest(find_version(settings, args.model)).default_hop_ms
-    except (FileNotFoundError, LookupError, ModelLoadError) as missing:
+        hop_ms = read_manifest(find_version(engines[0].settings, args.model)).default_hop_ms
+    except (FileNotFoundError, LookupError, ModelLoadError, ValueError) as missing:
         print(f"benchmark: {missing}", file=sys.stderr)
         return 2
     started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = args.out / started_at
-    folder.mkdir(parents=True)
+    side_by_side = len(engines) > 1
+    # One engine writes its results in the run's folder; several, one folder each.
+    folders = [folder / engine.choice if side_by_side else folder for engine in engines]
+    labels = [f"{engine.choice} " if side_by_side else "" for engine in engines]
+    for engine_folder in folders:
+        engine_folder.mkdir(parents=True)
     _say(f"benchmark {args.profile}: {len(clips)} clips from {args.clips}; results in {folder}")
+    for engine in engines:
+        _say(
+            f"[engine] {engine.choice}: {engine.artifact.file} "
+            f"({engine.artifact.precision}, {engine.artifact.kind})"
+        )
 
-    def ceiling_now() -> Ceiling:
+    def ceiling_now(engine: EngineUnderTest, label: str) -> Ceiling:
+        _say(
+            f"[{label}ceiling] {args.model} in-process, batch 1..64, "
+            f"{plan.ceiling_seconds_per_batch} s each"
+        )
         with pinned(args.server_cpus):
-            return measure_ceiling(
-                settings, args.model, seconds_per_batch=plan.ceiling_seconds_per_batch
+            ceiling = measure_ceiling(
+                engine.settings, args.model, seconds_per_batch=plan.ceiling_seconds_per_batch
             )
+        _say(format_ceiling(ceiling))
+        return ceiling
 
-    _say(f"[ceiling] {args.model} in-process, batch 1..64, {plan.ceiling_seconds_per_batch} s each")
-    first = ceiling_now()
-    _say(format_ceiling(first))
-    _say("[server] starting")
-    with server_process(
-        args.model_repository, overrides, folder / "server.log", cpus=args.server_cpus
-    ) as server:
-        _say(f"[server] serving on {server.address} (metrics {server.metrics_url})")
-        phases = [
-            _measure_phase(
-                phase,
-                number,
-                plan=plan,
-                server=server,
-                args=args,
-                folder=folder,
-                ceiling_windows_per_s=first.windows_per_s,
-            )
-            for number, phase in enumerate(plan.phases, 1)
-        ]
+    # Every ceiling before the first server and again, in reverse order, after the last:
+    # the machine's drift then weighs on each engine's mean alike.
+    firsts = [ceiling_now(engine, label) for engine, label in zip(engines, labels, strict=True)]
+    served = [
+        _serve(engine, label, plan=plan, args=args, folder=engine_folder, ceiling=first)
+        for engine, label, engine_folder, first in zip(
+            engines, labels, folders, firsts, strict=True
+        )
+    ]
     _say("[ceiling] again, now that the load is over")
-    last = ceiling_now()
-    ceiling = combine(first, last)
-    _say(
-        f"ceiling before {first.windows_per_s:.1f}, after {last.windows_per_s:.1f}, "
-        f"mean {ceiling.windows_per_s:.1f} windows/s; batch-1 median "
-        f"{ceiling.batch1_median_ms:.2f} ms"
-    )
-    summary = Summary(
-        started_at=started_at,
-        profile=args.profile,
-        model=args.model,
-        clips=args.clips,
-        hop_ms=hop_ms,
-        server_settings=overrides,
-        cpu_count=os.cpu_count() or 0,
-        server_cpus=_cpu_list(args.server_cpus),
-        load_cpus=_cpu_list(args.load_cpus),
-        ceiling=ceiling,
-        phases=tuple(phases),
-        ceiling_before_windows_per_s=first.windows_per_s,
-        ceiling_after_windows_per_s=last.windows_per_s,
-    )
-    summary.write(folder / "summary.json")
-    gate_table, targets_table = write_report(summary, folder, gate, targets)
-    _say(f"\n{gate_table}\n\n{targets_table}\n\nreport: {folder / 'report.md'}")
-    passed = all(check.passed for check in evaluate(summary, gate))
+    lasts = [
+        ceiling_now(engine, label)
+        for engine, label in reversed(list(zip(engines, labels, strict=True)))
+    ][::-1]
+    summaries = []
+    for engine, label, engine_folder, first, last, (phases, server_artifact) in zip(
+        engines, labels, folders, firsts, lasts, served, strict=True
+    ):
+        ceiling = combine(first, last)
+        _say(
+            f"{label}ceiling before {first.windows_per_s:.1f}, after {last.windows_per_s:.1f}, "
+            f"mean {ceiling.windows_per_s:.1f} windows/s; batch-1 median "
+            f"{ceiling.batch1_median_ms:.2f} ms"
+        )
+        summary = Summary(
+            started_at=started_at,
+            profile=args.profile,
+            model=args.model,
+            clips=args.clips,
+            hop_ms=hop_ms,
+            server_settings=engine.overrides,
+            cpu_count=os.cpu_count() or 0,
+            server_cpus=_cpu_list(args.server_cpus),
+            load_cpus=_cpu_list(args.load_cpus),
+            ceiling=ceiling,
+            phases=tuple(phases),
+            ceiling_before_windows_per_s=first.windows_per_s,
+            ceiling_after_windows_per_s=last.windows_per_s,
+            engine_choice=engine.choice,
+            server_artifact=server_artifact,
+        )
+        summary.write(engine_folder / "summary.json")
+        gate_table, targets_table = write_report(summary, engine_folder, gate, targets)
+        if not side_by_side:
+            _say(f"\n{gate_table}\n\n{targets_table}")
+        summaries.append(summary)
+    if side_by_side:
+        comparison = Comparison(tuple(summaries))
+        comparison.write(folder / "comparison.json")
+        gate_tables = write_comparison_report(comparison, folder, gate)
+        _say("\n" + "\n".join(comparison_tables(comparison)) + f"\n\n{gate_tables}")
+    _say(f"\nreport: {folder / 'report.md'}")
+    # Every engine that serves must pass the gate against its own ceiling.
+    passed = all(check.passed for summary in summaries for check in evaluate(summary, gate))
     return 0 if passed or not args.gate else 1
 
 

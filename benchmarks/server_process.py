@@ -12,7 +12,7 @@ import threading
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,20 @@ from benchmarks.cpus import pinned
 
 HOST = "127.0.0.1"
 _READY = "serving"
+_ENGINE_CHOSEN = "engine chosen"  # the EngineFactory's log line, one per version loaded
 _NOT_READY = "no model version loaded; health stays NOT_SERVING"
 
 
 @dataclass(frozen=True)
 class RunningServer:
-    """Where the server listens."""
+    """Where the server listens, and what it serves."""
 
     address: str
     metrics_url: str
     pid: int
+    #: The artifact file each model is served from, by model name, as the server logged
+    #: it ("engine chosen"); empty when its log level hides INFO lines.
+    artifacts: Mapping[str, str] = field(default_factory=dict)
 
 
 def scrape(metrics_url: str) -> dict[str, float]:
@@ -95,6 +99,7 @@ def server_process(
     reader.start()
     try:
         started: dict[str, Any] = {}
+        artifacts: dict[str, str] = {}
         while True:
             try:
                 entry = events.get(timeout=start_timeout_s)
@@ -102,6 +107,8 @@ def server_process(
                 raise RuntimeError(f"the server did not become ready; see {log_file}") from None
             if entry.get("message") == "server started":
                 started = entry
+            elif entry.get("message") == _ENGINE_CHOSEN:
+                artifacts[str(entry.get("model"))] = str(entry.get("artifact"))
             elif entry.get("message") == _READY:
                 break
             elif entry.get("message") in (_NOT_READY, "exited", "cannot start"):
@@ -110,6 +117,7 @@ def server_process(
             address=f"{HOST}:{started['grpc_port']}",
             metrics_url=f"http://{HOST}:{started['metrics_port']}/metrics",
             pid=process.pid,
+            artifacts=artifacts,
         )
     finally:
         if process.poll() is None:
