@@ -4,8 +4,9 @@ Stages, each optional (`--only`):
 
 1. ``opt``: ORT's offline FP32 graph optimization, `model.opt.onnx`, gated on parity.
 2. ``int8``: static INT8 QDQ, `model.int8.onnx`, gated on agreement and accuracy drop.
-3. ``tensorrt``: a TensorRT plan, `model.plan`, from the INT8 graph when it was admitted
-   (else from model.onnx, FP16); skipped, with the reason, without TensorRT and a GPU.
+3. ``tensorrt``: a TensorRT plan, `model.plan`: INT8 from a symmetric Q/DQ graph
+   quantized for TensorRT, else FP16 from model.onnx when the INT8 plan is refused;
+   skipped, with the reason, without TensorRT and a GPU.
 
 Every candidate is built in a temporary folder inside the version folder and moved in
 only when both its gates pass; a refused candidate is not written, and an older record
@@ -134,11 +135,21 @@ class Optimizer:
         self.serving = ServerSettings()
         self._splits: dict[str, LabelledWindows] = {}
         self._reference: dict[str, FloatArray] = {}
+        self._calibration_windows: FloatArray | None = None
 
     def _engine(self, path: Path, artifact: Artifact, provider: str = CPU) -> OnnxEngine:
         serving = self.serving.engine.onnx.model_dump()
         settings = OnnxSettings.model_validate(serving | {"providers": [provider], "instances": 1})
         return OnnxEngine(path, settings, artifact)
+
+    def _calibration(self) -> FloatArray:
+        if self._calibration_windows is None:
+            options = self.options
+            self._calibration_windows = calibration_sample(
+                options.data_root, options.calibration_split, self.manifest,
+                options.calibration_windows, options.seed,
+            )  # fmt: skip
+        return self._calibration_windows
 
     def _gate_windows(self) -> dict[str, LabelledWindows]:
         if not self._splits:
@@ -260,14 +271,10 @@ class Optimizer:
             f"[int8] calibration: {options.calibration_windows} windows of split "
             f"{options.calibration_split!r}, seed {options.seed}"
         )
-        windows = calibration_sample(
-            options.data_root, options.calibration_split, self.manifest,
-            options.calibration_windows, options.seed,
-        )  # fmt: skip
         plan = quantize_int8(
             self.version_dir / "model.onnx",
             candidate,
-            windows,
+            self._calibration(),
             work_dir=work,
             progress=lambda done, total: (
                 self.say(f"  calibrated {done}/{total} windows")
@@ -306,43 +313,63 @@ class Optimizer:
         if result.status == "admitted":
             result.record = self._record(result, candidate, artifact, extra)
 
-    def _stage_tensorrt(self, work: Path, int8: StageResult | None) -> StageResult:
+    def _stage_tensorrt(self, work: Path) -> StageResult:
         from mozart_optimize import tensorrt_plan  # noqa: PLC0415 - TensorRT is optional
 
-        result = StageResult("tensorrt", "model.plan", "skipped")
         reason = tensorrt_plan.unavailable_reason()
         if reason is not None:
-            result.reasons = [reason]
             self.say(f"[tensorrt] skipped: {reason}")
-            return result
-        from_int8 = int8 is not None and int8.status == "admitted"
-        # An admitted INT8 graph was moved into the version folder when its stage ended.
-        source = self.version_dir / ("model.int8.onnx" if from_int8 else "model.onnx")
+            return StageResult("tensorrt", "model.plan", "skipped", [reason])
+        self.say("[tensorrt] quantizing a symmetric INT8 Q/DQ graph, as TensorRT takes it")
+        qdq = work / "model.tensorrt-qdq.onnx"
+        quantize_int8(
+            self.version_dir / "model.onnx", qdq, self._calibration(), work_dir=work,
+            for_tensorrt=True,
+        )  # fmt: skip
+        problems = tensorrt_plan.qdq_problems(onnx.load(str(qdq)))
+        candidates: list[tuple[Literal["int8", "fp16"], Path]] = [
+            ("fp16", self.version_dir / "model.onnx")
+        ]
+        if not problems:
+            candidates.insert(0, ("int8", qdq))
+        reasons = [f"int8: TensorRT cannot take the Q/DQ graph: {problems[0]}"] if problems else []
+        for precision, source in candidates:
+            result = self._plan(work, precision, source)
+            if result.status == "admitted":
+                return result
+            reasons += [f"{precision}: {why}" for why in result.reasons]
+            self.say(f"  the {precision} plan was refused")
+        result.reasons = reasons
+        return result
+
+    def _plan(self, work: Path, precision: Literal["int8", "fp16"], source: Path) -> StageResult:
+        from mozart_optimize import tensorrt_plan  # noqa: PLC0415
+        from mozart_server.engines.tensorrt import TensorRTEngine  # noqa: PLC0415
+
+        result = StageResult("tensorrt", "model.plan", "refused")
         profile = self._profile()
-        precision = "FP16 + INT8 QDQ" if from_int8 else "FP16"
-        self.say(f"[tensorrt] building from {source.name} ({precision}), "
+        self.say(f"[tensorrt] building a {precision} plan from {source.name} (FP16 allowed), "
                  f"batch {profile.min}/{profile.opt}/{profile.max}")  # fmt: skip
-        front_end = graph.front_end_nodes(onnx.load(str(self.version_dir / "model.onnx")))
         build = tensorrt_plan.build_plan(
             source,
             work / result.file,
             min_batch=profile.min,
             opt_batch=profile.opt,
             max_batch=profile.max,
-            int8=from_int8,
+            int8=precision == "int8",
             fp16=True,
-            fp32_layers=front_end,
+            fp32_layers=graph.front_end_nodes(onnx.load(str(source))),
             timing_cache=self.version_dir / "optimize" / "tensorrt.timing-cache",
-            log_path=work / "tensorrt-build.log",
+            log_path=work / f"tensorrt-build-{precision}.log",
             progress=lambda line: self.say("  " + line),
         )
+        keep_log = self.version_dir / "optimize" / build.log.name
+        keep_log.parent.mkdir(exist_ok=True)
+        shutil.copyfile(build.log, keep_log)
         artifact = Artifact(
-            file=result.file, kind="tensorrt", precision="int8" if from_int8 else "fp16",
-            provider="tensorrt", batch_profile=profile, tools={"tensorrt": build.tensorrt_version},
-            device=build.device,
+            file=result.file, kind="tensorrt", precision=precision, provider="tensorrt",
+            batch_profile=profile, tools={"tensorrt": build.tensorrt_version}, device=build.device,
         )  # fmt: skip
-        from mozart_server.engines.tensorrt import TensorRTEngine  # noqa: PLC0415
-
         engine = TensorRTEngine(build.plan, self.serving.engine.tensorrt, artifact)
         try:
             self._gate(
@@ -357,9 +384,6 @@ class Optimizer:
                  "build_seconds": round(build.build_seconds, 1),
                  "reference_provider": self.options.reference_provider},
             )  # fmt: skip
-        keep_log = self.version_dir / "optimize" / "tensorrt-build.log"
-        keep_log.parent.mkdir(exist_ok=True)
-        shutil.copyfile(build.log, keep_log)
         return result
 
     def run(self) -> Run:
@@ -367,17 +391,10 @@ class Optimizer:
         run = Run(self.version_dir, self.manifest.name, self.manifest.version, self.options)
         with tempfile.TemporaryDirectory(dir=self.version_dir, prefix=".optimize-") as scratch:
             work = Path(scratch)
-            int8: StageResult | None = None
+            builders = {"opt": self._stage_opt, "int8": self._stage_int8,
+                        "tensorrt": self._stage_tensorrt}  # fmt: skip
             for stage in self.options.stages:
-                if stage == "opt":
-                    run.stages.append(self._stage_opt(work))
-                elif stage == "int8":
-                    int8 = self._stage_int8(work)
-                    run.stages.append(int8)
-                elif stage == "tensorrt":
-                    run.stages.append(self._stage_tensorrt(work, int8))
-                else:
-                    raise ValueError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")
+                run.stages.append(builders[stage](work))
                 self._settle(run.stages[-1], work)
             run.artifacts = update_manifest(
                 self.version_dir / MANIFEST_FILE,

@@ -11,6 +11,11 @@ project's 2-core CI machine):
 - average pooling: QLinearAveragePool took 5.5 ms against 0.9 ms in FP32.
 
 So the other convolutions and the dense layers run in INT8.
+
+For TensorRT (`for_tensorrt=True`) the graph must be what TensorRT's explicit
+quantization takes: symmetric signed INT8 activations (zero point 0) and biases left in
+floating point. Only the front end stays FP32 there; the first-convolution and pooling
+choices above are ONNX Runtime CPU findings.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ def quantize_int8(
     windows: FloatArray,
     *,
     work_dir: Path,
+    for_tensorrt: bool = False,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> QuantizationPlan:
     """Writes the static INT8 QDQ model of `source` to `target`.
@@ -78,14 +84,15 @@ def quantize_int8(
     Raises:
         GraphError: the graph has no front end to keep in FP32.
     """
-    prepared = work_dir / "prepared.onnx"
+    prepared = work_dir / f"prepared-{target.stem}.onnx"
     # Shape inference and constant folding first, as onnxruntime.quantization recommends.
     quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     model = onnx.load(str(prepared))
     kept = front_end_nodes(model)
     first_conv = first_conv_after(model, kept)
-    if first_conv is not None:
+    if first_conv is not None and not for_tensorrt:
         kept.append(first_conv)
+    tensorrt_options = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
     quantize_static(
         str(prepared),
         str(target),
@@ -93,9 +100,10 @@ def quantize_int8(
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         weight_type=QuantType.QInt8,
-        activation_type=QuantType.QUInt8,
+        activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
         op_types_to_quantize=list(OPS_IN_INT8),
         nodes_to_exclude=kept,
         calibrate_method=CalibrationMethod.MinMax,
+        extra_options=tensorrt_options if for_tensorrt else {},
     )
     return QuantizationPlan(kept_fp32=tuple(kept), calibration_windows=len(windows))

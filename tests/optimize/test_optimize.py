@@ -183,3 +183,29 @@ def test_the_speed_gate_admits_only_what_is_faster() -> None:
     assert speed_failures(1.2, thresholds) == []
     assert speed_failures(1.05, thresholds) != []
     assert "0.90x FP32's" in speed_failures(0.9, thresholds)[0]
+
+
+def test_the_tensorrt_qdq_graph_is_one_tensorrt_takes(
+    trained_version: Path, tmp_path: Path
+) -> None:
+    """Symmetric signed INT8 and float biases (TensorRT's explicit quantization); the CPU
+    graph's unsigned activations are what TensorRT refuses."""
+    from mozart_optimize.quantize import quantize_int8  # noqa: PLC0415
+    from mozart_optimize.tensorrt_plan import qdq_problems  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    windows = (0.1 * rng.standard_normal((8, 48_000))).astype(np.float32)
+    for_tensorrt, for_cpu = tmp_path / "trt.onnx", tmp_path / "cpu.onnx"
+    quantize_int8(trained_version / "model.onnx", for_tensorrt, windows, work_dir=tmp_path,
+                  for_tensorrt=True)  # fmt: skip
+    quantize_int8(trained_version / "model.onnx", for_cpu, windows, work_dir=tmp_path)
+    assert qdq_problems(onnx.load(str(for_tensorrt))) == []
+    assert qdq_problems(onnx.load(str(for_cpu)))  # unsigned activations, INT32 biases
+    graph = onnx.load(str(for_tensorrt))
+    front_end = front_end_nodes(onnx.load(str(trained_version / "model.onnx")))
+    quantized = _quantized_inputs(graph)
+    assert not quantized & set(front_end)
+    first_cnn_conv = next(
+        n.name for n in graph.node if n.op_type == "Conv" and n.name not in front_end
+    )
+    assert first_cnn_conv in quantized, "TensorRT quantizes the first convolution too"

@@ -51,7 +51,7 @@ def _onnx_unavailable(artifact: Artifact, settings: EngineSettings) -> str | Non
 def _build_tensorrt(path: Path, artifact: Artifact, settings: EngineSettings) -> Engine:
     from mozart_server.engines.tensorrt import TensorRTEngine  # noqa: PLC0415
 
-    return TensorRTEngine(path, settings.tensorrt, artifact)  # type: ignore[return-value]
+    return TensorRTEngine(path, settings.tensorrt, artifact)
 
 
 def _tensorrt_unavailable(artifact: Artifact, settings: EngineSettings) -> str | None:
