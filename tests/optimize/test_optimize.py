@@ -201,11 +201,11 @@ def test_the_tensorrt_qdq_graph_is_one_tensorrt_takes(
     quantize_int8(trained_version / "model.onnx", for_cpu, windows, work_dir=tmp_path)
     assert qdq_problems(onnx.load(str(for_tensorrt))) == []
     assert qdq_problems(onnx.load(str(for_cpu)))  # unsigned activations, INT32 biases
-    graph = onnx.load(str(for_tensorrt))
+    model = onnx.load(str(for_tensorrt))
     front_end = front_end_nodes(onnx.load(str(trained_version / "model.onnx")))
-    quantized = _quantized_inputs(graph)
+    quantized = _quantized_inputs(model)
     assert not quantized & set(front_end)
     first_cnn_conv = next(
-        n.name for n in graph.node if n.op_type == "Conv" and n.name not in front_end
+        n.name for n in model.graph.node if n.op_type == "Conv" and n.name not in front_end
     )
     assert first_cnn_conv in quantized, "TensorRT quantizes the first convolution too"
