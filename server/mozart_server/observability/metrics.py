@@ -150,6 +150,62 @@ class ServerMetrics:
             "Batchers started and not yet closed.",
             registry=registry,
         )
+        self.rollout_weight = Gauge(
+            "mozart_rollout_weight",
+            "Percent of a model's unversioned calls a version gets under its rollout now.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.rollout_rollbacks = Counter(
+            "mozart_rollout_rollbacks",
+            "Candidates a rollout's guardrails rolled back (weight set to 0).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.rollout_promotions = Counter(
+            "mozart_rollout_promotions",
+            "Promotion steps of a rollout's candidate (10 -> 50 -> 100).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.rollout_requests = Counter(
+            "mozart_rollout_requests",
+            "Calls and shadow copies a version under rollout answered, by gRPC status code.",
+            ["model", "version", "code"],
+            registry=registry,
+        )
+        self.rollout_window_latency = Histogram(
+            "mozart_rollout_window_latency_seconds",
+            "Queue plus compute time of a version under rollout, per call or stream window.",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.rollout_top1_confidence = Histogram(
+            "mozart_rollout_top1_confidence",
+            "Top-1 score of each window a version under rollout scored (mean = sum / count).",
+            ["model", "version"],
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+            registry=registry,
+        )
+        self.rollout_top1_labels = Counter(
+            "mozart_rollout_top1_labels",
+            "Windows a version under rollout scored, by top-1 label (the class distribution).",
+            ["model", "version", "label"],
+            registry=registry,
+        )
+        self.rollout_agreement = Counter(
+            "mozart_rollout_shadow_windows",
+            "Shadow windows compared with the baseline's answer, by result (agree, disagree).",
+            ["model", "version", "result"],
+            registry=registry,
+        )
+        self.rollout_shadow_dropped = Counter(
+            "mozart_rollout_shadow_dropped",
+            "Shadow copies not run because too many were in flight.",
+            ["model", "version"],
+            registry=registry,
+        )
         self.version_leases = Gauge(
             "mozart_version_leases",
             "Calls and streams holding a model version now.",
