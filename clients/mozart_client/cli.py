@@ -146,7 +146,8 @@ def register(subparsers: Any) -> None:
         "models",
         parents=[connection],
         help="list the loaded models; show their status, load, reload or unload them",
-        usage="%(prog)s [list | status [NAME] | load NAME | reload NAME | unload NAME] [options]",
+        usage="%(prog)s [list | status [NAME] | load NAME | reload NAME | unload NAME | "
+        "publish SOURCE] [options]",
     )
     cli_models.add_arguments(models)
     models.set_defaults(handler=_guarded(run_models))
@@ -249,6 +250,8 @@ def run_stream(args: argparse.Namespace) -> int:
 
 def run_models(args: argparse.Namespace) -> int:
     """`mozart models [ACTION [NAME]]`: list, show the status of, load or unload models."""
+    if args.action in cli_models.LOCAL_ACTIONS:
+        return cli_models.run_local(args)
     problem = cli_models.usage_problem(args)
     if problem is not None:
         print(f"mozart models: error: {problem}", file=sys.stderr)

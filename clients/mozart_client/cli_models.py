@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from importlib.metadata import entry_points
+from typing import Any
 
 from mozart_client import cli_output
 from mozart_client.client import Client
 from mozart_client.errors import NotFoundError
 
-ACTIONS = ("list", "status", "load", "reload", "unload")
+ACTIONS = ("list", "status", "load", "reload", "unload", "publish")
 """What `mozart models` can do; `list` (the default) is what it did before model control."""
+
+LOCAL_ACTIONS = {"publish": "mozart-trainer"}
+"""Actions that another distribution provides (no server involved), and which one."""
+
+ACTIONS_GROUP = "mozart.models_actions"
+"""Entry points named after a LOCAL_ACTIONS action: an object with `add_arguments(parser)`
+and `run(args) -> int` (the trainer's `mozart_trainer.publish_cli`)."""
+
+
+def _local_actions() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for entry_point in entry_points(group=ACTIONS_GROUP):
+        if entry_point.name in LOCAL_ACTIONS:
+            try:
+                found[entry_point.name] = entry_point.load()
+            except ImportError:  # a broken install reads as not installed, with the message
+                continue
+    return found
+
 
 _NEEDS_NAME = ("load", "reload", "unload")
 
@@ -31,8 +53,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "name",
         nargs="?",
         metavar="NAME",
-        help="the model to load, reload or unload; for status, the one model to show",
+        help=(
+            "the model to load, reload or unload; for status, the one model to show; "
+            "for publish, the SOURCE (models:/NAME@ALIAS, models:/NAME/VERSION or a run id)"
+        ),
     )
+    for action in _local_actions().values():
+        action.add_arguments(parser)
+
+
+def run_local(args: argparse.Namespace) -> int:
+    """Runs a LOCAL_ACTIONS action; exit code 2 when its distribution is not installed."""
+    action = _local_actions().get(args.action)
+    if action is None:
+        print(
+            f"mozart models: error: `mozart models {args.action}` comes with "
+            f"{LOCAL_ACTIONS[args.action]}, which is not installed here",
+            file=sys.stderr,
+        )
+        return 2
+    code: int = action.run(args)
+    return code
 
 
 def usage_problem(args: argparse.Namespace) -> str | None:
