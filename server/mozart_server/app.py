@@ -37,6 +37,7 @@ from mozart_server.inference.streams import StreamSession
 from mozart_server.models.control import ModelControl
 from mozart_server.models.loader import VersionLoader
 from mozart_server.models.registry import ModelRegistry
+from mozart_server.models.rollout import RolloutRouter
 from mozart_server.observability.metrics import ServerMetrics
 from mozart_server.settings import BatchingSettings, ServerSettings, TlsSettings
 
@@ -66,7 +67,8 @@ class MozartServer:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.metrics = ServerMetrics(CollectorRegistry())
-        self.registry = ModelRegistry(self.metrics)
+        self.router = RolloutRouter(self.metrics)
+        self.registry = ModelRegistry(self.metrics, self.router)
         loader = VersionLoader(
             EngineFactory(settings.engine), batcher_config(settings.batching), self.metrics
         )
@@ -214,6 +216,7 @@ class MozartServer:
         await asyncio.sleep(min(CLOSING_S, delay))
         if self._server is not None:
             await self._server.stop(CLOSING_S)
+        await self.router.aclose()  # shadow copies nobody waits for
         try:
             await asyncio.wait_for(self.registry.aclose(), timeout=max(grace, 0.1))
         except TimeoutError:

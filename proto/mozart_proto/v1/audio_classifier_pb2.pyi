@@ -38,6 +38,14 @@ class VersionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERSION_STATE_READY: _ClassVar[VersionState]
     VERSION_STATE_UNLOADING: _ClassVar[VersionState]
     VERSION_STATE_UNAVAILABLE: _ClassVar[VersionState]
+
+class RolloutState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLLOUT_STATE_UNSPECIFIED: _ClassVar[RolloutState]
+    ROLLOUT_STATE_NONE: _ClassVar[RolloutState]
+    ROLLOUT_STATE_ACTIVE: _ClassVar[RolloutState]
+    ROLLOUT_STATE_ROLLED_BACK: _ClassVar[RolloutState]
+    ROLLOUT_STATE_PROMOTED: _ClassVar[RolloutState]
 AUDIO_ENCODING_UNSPECIFIED: AudioEncoding
 AUDIO_ENCODING_PCM_S16LE: AudioEncoding
 AUDIO_ENCODING_PCM_F32LE: AudioEncoding
@@ -58,6 +66,11 @@ VERSION_STATE_LOADING: VersionState
 VERSION_STATE_READY: VersionState
 VERSION_STATE_UNLOADING: VersionState
 VERSION_STATE_UNAVAILABLE: VersionState
+ROLLOUT_STATE_UNSPECIFIED: RolloutState
+ROLLOUT_STATE_NONE: RolloutState
+ROLLOUT_STATE_ACTIVE: RolloutState
+ROLLOUT_STATE_ROLLED_BACK: RolloutState
+ROLLOUT_STATE_PROMOTED: RolloutState
 
 class AudioFormat(_message.Message):
     __slots__ = ("encoding", "sample_rate_hz", "channels")
@@ -274,3 +287,120 @@ class UnloadModelRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RolloutGuardrails(_message.Message):
+    __slots__ = ("max_error_ratio", "max_p99_latency_ratio", "min_agreement", "min_samples", "window_size")
+    MAX_ERROR_RATIO_FIELD_NUMBER: _ClassVar[int]
+    MAX_P99_LATENCY_RATIO_FIELD_NUMBER: _ClassVar[int]
+    MIN_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    MIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SIZE_FIELD_NUMBER: _ClassVar[int]
+    max_error_ratio: float
+    max_p99_latency_ratio: float
+    min_agreement: float
+    min_samples: int
+    window_size: int
+    def __init__(self, max_error_ratio: _Optional[float] = ..., max_p99_latency_ratio: _Optional[float] = ..., min_agreement: _Optional[float] = ..., min_samples: _Optional[int] = ..., window_size: _Optional[int] = ...) -> None: ...
+
+class RolloutPolicy(_message.Message):
+    __slots__ = ("weights", "shadow", "guardrails", "auto_promote", "promote_after_s")
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    GUARDRAILS_FIELD_NUMBER: _ClassVar[int]
+    AUTO_PROMOTE_FIELD_NUMBER: _ClassVar[int]
+    PROMOTE_AFTER_S_FIELD_NUMBER: _ClassVar[int]
+    weights: _containers.ScalarMap[str, int]
+    shadow: str
+    guardrails: RolloutGuardrails
+    auto_promote: bool
+    promote_after_s: float
+    def __init__(self, weights: _Optional[_Mapping[str, int]] = ..., shadow: _Optional[str] = ..., guardrails: _Optional[_Union[RolloutGuardrails, _Mapping]] = ..., auto_promote: _Optional[bool] = ..., promote_after_s: _Optional[float] = ...) -> None: ...
+
+class GetRolloutRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class SetRolloutRequest(_message.Message):
+    __slots__ = ("name", "policy", "clear")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    policy: RolloutPolicy
+    clear: bool
+    def __init__(self, name: _Optional[str] = ..., policy: _Optional[_Union[RolloutPolicy, _Mapping]] = ..., clear: _Optional[bool] = ...) -> None: ...
+
+class RolloutEvent(_message.Message):
+    __slots__ = ("kind", "version", "reason", "figures", "unix_ms")
+    class FiguresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIGURES_FIELD_NUMBER: _ClassVar[int]
+    UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    version: str
+    reason: str
+    figures: _containers.ScalarMap[str, float]
+    unix_ms: int
+    def __init__(self, kind: _Optional[str] = ..., version: _Optional[str] = ..., reason: _Optional[str] = ..., figures: _Optional[_Mapping[str, float]] = ..., unix_ms: _Optional[int] = ...) -> None: ...
+
+class RolloutVersionFigures(_message.Message):
+    __slots__ = ("version", "samples", "errors", "p99_latency_ms", "agreement_samples", "agreement")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    P99_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    samples: int
+    errors: int
+    p99_latency_ms: float
+    agreement_samples: int
+    agreement: float
+    def __init__(self, version: _Optional[str] = ..., samples: _Optional[int] = ..., errors: _Optional[int] = ..., p99_latency_ms: _Optional[float] = ..., agreement_samples: _Optional[int] = ..., agreement: _Optional[float] = ...) -> None: ...
+
+class RolloutStatus(_message.Message):
+    __slots__ = ("name", "state", "policy", "weights", "baseline", "shadow", "source", "last_event", "versions")
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVENT_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: RolloutState
+    policy: RolloutPolicy
+    weights: _containers.ScalarMap[str, int]
+    baseline: str
+    shadow: str
+    source: str
+    last_event: RolloutEvent
+    versions: _containers.RepeatedCompositeFieldContainer[RolloutVersionFigures]
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[RolloutState, str]] = ..., policy: _Optional[_Union[RolloutPolicy, _Mapping]] = ..., weights: _Optional[_Mapping[str, int]] = ..., baseline: _Optional[str] = ..., shadow: _Optional[str] = ..., source: _Optional[str] = ..., last_event: _Optional[_Union[RolloutEvent, _Mapping]] = ..., versions: _Optional[_Iterable[_Union[RolloutVersionFigures, _Mapping]]] = ...) -> None: ...

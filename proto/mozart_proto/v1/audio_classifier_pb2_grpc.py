@@ -69,6 +69,16 @@ class AudioClassifierStub:
                 request_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.UnloadModelRequest.SerializeToString,
                 response_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.ModelStatus.FromString,
                 _registered_method=True)
+        self.GetRollout = channel.unary_unary(
+                '/mozart.v1.AudioClassifier/GetRollout',
+                request_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.GetRolloutRequest.SerializeToString,
+                response_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.RolloutStatus.FromString,
+                _registered_method=True)
+        self.SetRollout = channel.unary_unary(
+                '/mozart.v1.AudioClassifier/SetRollout',
+                request_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.SetRolloutRequest.SerializeToString,
+                response_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.RolloutStatus.FromString,
+                _registered_method=True)
 
 
 class AudioClassifierServicer:
@@ -136,6 +146,26 @@ class AudioClassifierServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRollout(self, request, context):
+        """A model's rollout now: the policy, the weights in force, its state and last
+        event (e.g. an automatic rollback with the figures that triggered it), and
+        each version's sliding-window figures. NOT_FOUND for an unknown model; a
+        model without a rollout answers state ROLLOUT_STATE_NONE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRollout(self, request, context):
+        """Sets (or, with clear, removes) a model's rollout and loads every version it
+        names. It holds until the model's rollout.toml changes or another is set.
+        NOT_FOUND for a model the repository lacks; INVALID_ARGUMENT for weights
+        naming versions the repository lacks or not summing to 100.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AudioClassifierServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -173,6 +203,16 @@ def add_AudioClassifierServicer_to_server(servicer, server):
                     servicer.UnloadModel,
                     request_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.UnloadModelRequest.FromString,
                     response_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.ModelStatus.SerializeToString,
+            ),
+            'GetRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRollout,
+                    request_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.GetRolloutRequest.FromString,
+                    response_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.RolloutStatus.SerializeToString,
+            ),
+            'SetRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRollout,
+                    request_deserializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.SetRolloutRequest.FromString,
+                    response_serializer=mozart__proto_dot_v1_dot_audio__classifier__pb2.RolloutStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -364,6 +404,60 @@ class AudioClassifier:
             '/mozart.v1.AudioClassifier/UnloadModel',
             mozart__proto_dot_v1_dot_audio__classifier__pb2.UnloadModelRequest.SerializeToString,
             mozart__proto_dot_v1_dot_audio__classifier__pb2.ModelStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mozart.v1.AudioClassifier/GetRollout',
+            mozart__proto_dot_v1_dot_audio__classifier__pb2.GetRolloutRequest.SerializeToString,
+            mozart__proto_dot_v1_dot_audio__classifier__pb2.RolloutStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mozart.v1.AudioClassifier/SetRollout',
+            mozart__proto_dot_v1_dot_audio__classifier__pb2.SetRolloutRequest.SerializeToString,
+            mozart__proto_dot_v1_dot_audio__classifier__pb2.RolloutStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from mozart_server.batching.batcher import BatchResult, DynamicBatcher, Reservat
 from mozart_server.engines import EngineOutputs
 from mozart_server.errors import (
     InvalidArgumentError,
+    MozartError,
+    NotFoundError,
     OutOfRangeError,
     ResourceExhaustedError,
 )
@@ -64,6 +67,7 @@ class ClipRequest:
     audio_format: AudioFormat
     hop_ms: int = 0
     top_k: int = 0
+    routing_key: str = ""  # splits unversioned calls under a rollout (x-mozart-routing-key)
 
 
 def _cheap_to_decode(data: bytes, audio_format: AudioFormat, model_rate_hz: int) -> bool:
@@ -123,7 +127,7 @@ class ClipClassifier:
         with contextlib.ExitStack() as call:
             call.enter_context(self._call_slot())
             model = call.enter_context(
-                self._registry.lease(request.model_name, request.model_version)
+                self._registry.lease(request.model_name, request.model_version, request.routing_key)
             )
             note_model(model.name, model.version)
             manifest = model.manifest
@@ -152,6 +156,10 @@ class ClipClassifier:
             scores, queue_s, compute_s = await self._score(
                 model, samples, hop, count, deadline=deadline, reserved=reserved
             )
+            self._registry.router.record_scores(
+                model.name, model.version, list(manifest.labels), scores
+            )
+            self._start_shadow(model, samples, hop, count, scores)
         window_scores = tuple(
             WindowScores(
                 index=index,
@@ -165,6 +173,45 @@ class ClipClassifier:
         )
         summary = summarize(manifest, list(scores), decoded.duration_s)
         return ClipResult(manifest, options.top_k, window_scores, summary)
+
+    def _start_shadow(
+        self, model: ServingVersion, samples: FloatArray, hop: int, count: int, scores: FloatArray
+    ) -> None:
+        """Sends a copy of the call's windows to the rollout's shadow version, if any."""
+        router = self._registry.router
+        shadow = router.shadow_of(model.name, model.version)
+        if not shadow:
+            return
+        windows = cut_window_range(samples, model.manifest.window_samples, hop, 0, count)
+        router.spawn_shadow(model.name, shadow, self._shadow(model, shadow, windows, scores))
+
+    async def _shadow(
+        self, baseline: ServingVersion, version: str, windows: FloatArray, scores: FloatArray
+    ) -> None:
+        """Runs the shadow copy; its answer is recorded and compared, never returned."""
+        router = self._registry.router
+        name = baseline.name
+        started = time.monotonic()
+        try:
+            with self._registry.lease(name, version, judged=False) as shadow:
+                same_input = (shadow.manifest.window_samples, shadow.manifest.sample_rate_hz) == (
+                    baseline.manifest.window_samples,
+                    baseline.manifest.sample_rate_hz,
+                )
+                if not same_input or windows.shape[0] > shadow.batcher.capacity:
+                    return
+                result = await shadow.batcher.submit(windows, None)
+                ensure_finite(result.outputs.probabilities, shadow, self._metrics)
+                router.record(name, version, "OK", time.monotonic() - started)
+                rows = result.outputs.probabilities
+                router.record_scores(name, version, list(shadow.manifest.labels), rows)
+                router.record_agreement(name, version, scores, rows)
+        except NotFoundError:
+            return  # the shadow version stopped serving meanwhile
+        except ResourceExhaustedError:
+            self._metrics.rollout_shadow_dropped.labels(model=name, version=version).inc()
+        except MozartError as error:
+            router.record(name, version, error.status_code.name, time.monotonic() - started)
 
     def _options(self, manifest: Manifest, request: ClipRequest) -> WindowOptions:
         options = window_options(
@@ -273,6 +320,7 @@ class ClipClassifier:
         model_version: str,
         read_windows: Callable[[ServingVersion], FloatArray],
         deadline: float | None,
+        routing_key: str = "",
     ) -> tuple[ServingVersion, EngineOutputs]:
         """Runs windows that the caller reads from its request once the version is known.
 
@@ -280,7 +328,8 @@ class ClipClassifier:
             MozartError: from `read_windows`, the admission checks, the registry or the
                 batcher; NonFiniteScoresError when the model returns NaN or infinity.
         """
-        with self._call_slot(), self._registry.lease(model_name, model_version) as model:
+        lease = self._registry.lease(model_name, model_version, routing_key)
+        with self._call_slot(), lease as model:
             note_model(model.name, model.version)
             waveforms = read_windows(model)
             count = int(waveforms.shape[0])
@@ -292,7 +341,11 @@ class ClipClassifier:
                     "per call (max_windows_per_request)"
                 )
             result = await _submit(model.batcher, waveforms, deadline)
-        ensure_finite(result.outputs.probabilities, model, self._metrics)
+            # Inside the lease, so a rollout counts a non-finite answer against the version.
+            ensure_finite(result.outputs.probabilities, model, self._metrics)
+            self._registry.router.record_scores(
+                model.name, model.version, list(model.manifest.labels), result.outputs.probabilities
+            )
         return model, result.outputs
 
 

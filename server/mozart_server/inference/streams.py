@@ -33,6 +33,7 @@ from mozart_server.audio.windowing import hop_samples
 from mozart_server.batching.batcher import BatchResult
 from mozart_server.errors import (
     InvalidArgumentError,
+    NonFiniteScoresError,
     OutOfRangeError,
     ResourceExhaustedError,
     UnavailableError,
@@ -76,6 +77,7 @@ class StreamRequest:
     hop_ms: int = 0
     top_k: int = 0
     smoothing: float = 0.0
+    routing_key: str = ""  # splits unversioned streams under a rollout, once per stream
 
 
 class StreamSource(Protocol):
@@ -136,7 +138,11 @@ class StreamSession:
             drain = self._spawn(self._draining.wait())
             cut = self._spawn(self._cut.wait())
             request = await self._config(source, drain)
-            with self._registry.lease(request.model_name, request.model_version) as model:
+            # Resolved once: a stream stays on one version for its whole life (sticky).
+            lease = self._registry.lease(
+                request.model_name, request.model_version, request.routing_key, judged=False
+            )
+            with lease as model:
                 note_model(model.name, model.version)
                 await self._serve(model, request, source, sink, drain=drain, cut=cut)
         finally:
@@ -288,7 +294,15 @@ class StreamSession:
             await self._write(sink.notice("RESOURCE_EXHAUSTED", error.message))
             return
         scores = result.outputs.probabilities[0]
-        ensure_finite(scores, model, self._metrics)
+        router = self._registry.router
+        latency_s = result.queue_time_s + result.compute_time_s
+        try:
+            ensure_finite(scores, model, self._metrics)
+        except NonFiniteScoresError:
+            router.record(model.name, model.version, "INTERNAL", latency_s)
+            raise
+        router.record(model.name, model.version, "OK", latency_s)
+        router.record_scores(model.name, model.version, list(model.manifest.labels), scores[None])
         if self._smoothed is None or options.smoothing == 0.0:
             self._smoothed = scores
         else:

@@ -32,6 +32,7 @@ from mozart_server.models.repository import (
     select_versions,
     version_dirs,
 )
+from mozart_server.models.rollout import ROLLOUT_FILE, RolloutPolicy, RolloutStatus
 from mozart_server.observability.metrics import ServerMetrics
 from mozart_server.settings import (
     ModelControlMode,
@@ -265,29 +266,41 @@ class ModelControl:
         async with self._lock(name):
             records = self._records.setdefault(name, {})
             serving = {model.version: model for model in self._registry.versions(name)}
+            model_dir = self._settings.model_repository / name
+            on_disk = [path.name for path in version_dirs(model_dir)]
+            self._registry.router.policy_file_changed(name, model_dir / ROLLOUT_FILE, on_disk)
             candidates, wanted_count = self._candidates(name)
             kept: list[str] = []
             added: list[ServingVersion] = []
-            for version_dir in candidates:
-                if len(kept) + len(added) >= wanted_count:
-                    break
+
+            async def bring_up(version_dir: VersionDir) -> None:
                 version = version_dir.version
                 current = fingerprint(version_dir.path)
                 record = records.get(version)
                 unchanged = record is not None and record.fingerprint == current
                 if version in serving and unchanged and not force:
                     kept.append(version)
-                    continue
+                    return
                 if record is not None and record.failed and unchanged and not force:
                     failures.append(f"version {version}: {record.reason}")
-                    continue
+                    return
                 loaded = await self._load_version(version_dir, current, version in serving)
                 if loaded is not None:
                     added.append(loaded)
-                    continue
+                    return
                 failures.append(f"version {version}: {records[version].reason}")
                 if version in serving:
                     kept.append(version)  # the copy that loaded before keeps serving
+
+            for version_dir in candidates:
+                if len(kept) + len(added) >= wanted_count:
+                    break
+                await bring_up(version_dir)
+            # A rollout serves every version it names, beside those the version policy picks.
+            chosen = {*kept, *(model.version for model in added)}
+            for version in sorted(self._registry.router.named_versions(name), key=version_key):
+                if version not in chosen and version in on_disk:
+                    await bring_up(VersionDir(name, version, model_dir / version))
             new = {model.version for model in added}
             retired = [version for version in serving if version not in kept and version not in new]
             self._registry.swap(name, added, retired)
@@ -333,6 +346,39 @@ class ModelControl:
                 del records[version]
         if not records and name not in self._wanted:
             self._records.pop(name, None)
+
+    async def set_rollout(self, name: str, policy: RolloutPolicy | None) -> RolloutStatus | None:
+        """Sets (None: clears) a model's rollout, then loads every version it names.
+
+        In every control mode: a rollout needs its versions loaded. The policy set here
+        holds until the model's rollout.toml changes or another is set.
+
+        Raises:
+            NotFoundError: the repository has no such model.
+            InvalidArgumentError: the policy does not fit the model's versions.
+        """
+        on_disk_models = model_names(self._settings.model_repository)
+        if name not in on_disk_models:
+            raise NotFoundError(f"the repository has no model {name!r} (it has: {on_disk_models})")
+        on_disk = [path.name for path in version_dirs(self._settings.model_repository / name)]
+        self._registry.router.set_policy(name, policy, on_disk, "api")
+        failures = await self._finish(self._sync(name, force=False))
+        if failures:
+            logger.error(
+                "a version the rollout names did not load; calls go to those that serve",
+                extra={"model": name, "failures": failures},
+            )
+        return self._registry.router.status(name)
+
+    def rollout_status(self, name: str) -> RolloutStatus | None:
+        """A model's rollout now (None without one).
+
+        Raises:
+            NotFoundError: the server knows no such model.
+        """
+        if not self.knows(name):
+            raise NotFoundError(f"the server knows no model {name!r}")
+        return self._registry.router.status(name)
 
     def status_of(self, name: str) -> ModelStatus:
         """The state of every version of a model that the server knows of."""

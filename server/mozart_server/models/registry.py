@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 from mozart_server.batching.batcher import DynamicBatcher
 from mozart_server.engines import Engine
-from mozart_server.errors import NotFoundError
+from mozart_server.errors import MozartError, NotFoundError
 from mozart_server.models.manifest import Manifest
+from mozart_server.models.rollout import RolloutRouter
 from mozart_server.observability.metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
@@ -100,8 +101,9 @@ def version_key(version: str) -> tuple[int, str]:
 class ModelRegistry:
     """Serving versions by model name; the one place the layers above look models up."""
 
-    def __init__(self, metrics: ServerMetrics) -> None:
+    def __init__(self, metrics: ServerMetrics, router: RolloutRouter | None = None) -> None:
         self._metrics = metrics
+        self.router = router if router is not None else RolloutRouter(metrics)
         self._serving: dict[str, dict[str, ServingVersion]] = {}
         self._draining: set[ServingVersion] = set()
         self._closing: set[asyncio.Task[None]] = set()
@@ -111,8 +113,13 @@ class ModelRegistry:
         """Calls `listener` after every swap that changed something (load, reload, unload)."""
         self._listeners.append(listener)
 
-    def resolve(self, name: str, version: str = "") -> ServingVersion:
+    def resolve(
+        self, name: str, version: str = "", routing_key: str | None = None
+    ) -> ServingVersion:
         """Returns a serving version; an empty version means the newest.
+
+        With `routing_key` (a call to be served, "" when the caller gave none), an empty
+        version is chosen by the model's rollout, if it has one (see models.rollout).
 
         Raises:
             NotFoundError: the model or that version is not serving.
@@ -120,6 +127,8 @@ class ModelRegistry:
         versions = self._serving.get(name)
         if not versions:
             raise NotFoundError(f"model {name!r} is not loaded (loaded: {self.names()})")
+        if not version and routing_key is not None:
+            version = self.router.choose(name, versions, routing_key)
         if not version:
             return versions[max(versions, key=version_key)]
         model = versions.get(version)
@@ -131,25 +140,39 @@ class ModelRegistry:
         return model
 
     @contextlib.contextmanager
-    def lease(self, name: str, version: str = "") -> Iterator[ServingVersion]:
+    def lease(
+        self, name: str, version: str = "", routing_key: str = "", *, judged: bool = True
+    ) -> Iterator[ServingVersion]:
         """Holds a serving version for the length of a call or stream.
 
         The version stays open until the lease ends, even if a swap retires it meanwhile.
-        The call's outcome and duration are counted in the version's `calls`.
+        The call's outcome and duration are counted in the version's `calls`, and, when
+        `judged` (unary calls; streams record each window themselves), in its rollout.
 
         Raises:
             NotFoundError: the model or that version is not serving.
         """
-        model = self.resolve(name, version)
+        model = self.resolve(name, version, routing_key)
         model.leases += 1
         self._metrics.version_leases.inc()
         started = time.monotonic()
         succeeded = False
+        code = ""  # stays empty when the call is cancelled: not the version's doing
         try:
             yield model
             succeeded = True
+            code = "OK"
+        except MozartError as error:
+            code = error.status_code.name
+            raise
+        except Exception:
+            code = "INTERNAL"
+            raise
         finally:
-            model.calls.record(succeeded, time.monotonic() - started)
+            duration_s = time.monotonic() - started
+            model.calls.record(succeeded, duration_s)
+            if judged and code:
+                self.router.record(name, model.version, code, duration_s)
             model.leases -= 1
             self._metrics.version_leases.dec()
             if model.retired and model.leases == 0:

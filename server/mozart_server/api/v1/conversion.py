@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -15,6 +15,12 @@ from mozart_server.inference.streams import StreamRequest
 from mozart_server.models.control import ModelStatus, VersionState
 from mozart_server.models.manifest import Manifest
 from mozart_server.models.registry import ServingVersion
+from mozart_server.models.rollout import (
+    Guardrails,
+    RolloutPolicy,
+    RolloutState,
+    RolloutStatus,
+)
 from mozart_server.tensors import FloatArray
 
 # Raw PCM, AUTO, and every container of the shared list (mozart_proto.v1.audio_formats).
@@ -53,9 +59,21 @@ def top_k_scores(labels: Sequence[str], scores: FloatArray, k: int) -> list[pb.L
     return [pb.LabelScore(label=labels[i], score=float(scores[i])) for i in order]
 
 
-def clip_request(request: pb.ClassifyRequest) -> ClipRequest:
+ROUTING_KEY_METADATA = "x-mozart-routing-key"
+
+
+def routing_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The caller's rollout routing key (metadata x-mozart-routing-key), "" when none."""
+    for key, value in metadata or ():
+        if key == ROUTING_KEY_METADATA:
+            return value.decode(errors="replace") if isinstance(value, bytes) else value
+    return ""
+
+
+def clip_request(request: pb.ClassifyRequest, routing: str = "") -> ClipRequest:
     """Converts a ClassifyRequest (its format is checked here, its audio when decoded)."""
     return ClipRequest(
+        routing_key=routing,
         model_name=request.model.name,
         model_version=request.model.version,
         audio=request.audio,
@@ -65,9 +83,10 @@ def clip_request(request: pb.ClassifyRequest) -> ClipRequest:
     )
 
 
-def stream_request(config: pb.StreamConfig) -> StreamRequest:
+def stream_request(config: pb.StreamConfig, routing: str = "") -> StreamRequest:
     """Converts a StreamConfig."""
     return StreamRequest(
+        routing_key=routing,
         model_name=config.model.name,
         model_version=config.model.version,
         audio_format=audio_format(config.format),
@@ -147,6 +166,84 @@ def model_status(status: ModelStatus) -> pb.ModelStatus:
         versions=[
             pb.VersionStatus(version=entry.version, state=_STATES[entry.state],
                              reason=entry.reason)
+            for entry in status.versions
+        ],
+    )  # fmt: skip
+
+
+def rollout_policy(message: pb.RolloutPolicy) -> RolloutPolicy:
+    """Converts a RolloutPolicy; unset guardrails take their defaults (0 ratios: off).
+
+    Raises:
+        InvalidArgumentError: a weight is out of range (the rest is checked by the policy).
+    """
+    defaults = Guardrails()
+    rails = message.guardrails
+    if message.HasField("guardrails"):
+        guardrails = Guardrails(
+            max_error_ratio=rails.max_error_ratio,
+            max_p99_latency_ratio=rails.max_p99_latency_ratio,
+            min_agreement=rails.min_agreement,
+            min_samples=rails.min_samples or defaults.min_samples,
+            window_size=rails.window_size or max(defaults.window_size, rails.min_samples),
+        )
+    else:
+        guardrails = defaults
+    if any(weight > 100 for weight in message.weights.values()):
+        raise InvalidArgumentError(f"rollout weights are percentages: {dict(message.weights)}")
+    return RolloutPolicy(
+        weights=dict(message.weights),
+        shadow=message.shadow,
+        guardrails=guardrails,
+        auto_promote=message.auto_promote,
+        promote_after_s=message.promote_after_s,
+    )
+
+
+_ROLLOUT_STATES = {
+    RolloutState.ACTIVE: pb.ROLLOUT_STATE_ACTIVE,
+    RolloutState.ROLLED_BACK: pb.ROLLOUT_STATE_ROLLED_BACK,
+    RolloutState.PROMOTED: pb.ROLLOUT_STATE_PROMOTED,
+}
+
+
+def rollout_status(name: str, status: RolloutStatus | None) -> pb.RolloutStatus:
+    """A model's rollout now; state NONE without one."""
+    if status is None:
+        return pb.RolloutStatus(name=name, state=pb.ROLLOUT_STATE_NONE)
+    policy, rails = status.policy, status.policy.guardrails
+    event = status.last_event
+    return pb.RolloutStatus(
+        name=name,
+        state=_ROLLOUT_STATES[status.state],
+        policy=pb.RolloutPolicy(
+            weights=dict(policy.weights),
+            shadow=policy.shadow,
+            guardrails=pb.RolloutGuardrails(
+                max_error_ratio=rails.max_error_ratio,
+                max_p99_latency_ratio=rails.max_p99_latency_ratio,
+                min_agreement=rails.min_agreement,
+                min_samples=rails.min_samples,
+                window_size=rails.window_size,
+            ),
+            auto_promote=policy.auto_promote,
+            promote_after_s=policy.promote_after_s,
+        ),
+        weights=dict(status.weights),
+        baseline=status.baseline,
+        shadow=status.shadow,
+        source=status.source,
+        last_event=(
+            pb.RolloutEvent(kind=event.kind, version=event.version, reason=event.reason,
+                            figures=dict(event.figures), unix_ms=event.unix_ms)
+            if event is not None else None
+        ),
+        versions=[
+            pb.RolloutVersionFigures(
+                version=entry.version, samples=entry.samples, errors=entry.faults,
+                p99_latency_ms=entry.p99_latency_s * 1000,
+                agreement_samples=entry.agreement_samples, agreement=entry.agreement,
+            )
             for entry in status.versions
         ],
     )  # fmt: skip

@@ -41,7 +41,10 @@ class AudioClassifierServicer(pb_grpc.AudioClassifierServicer):
         self, request: pb.ClassifyRequest, context: Context
     ) -> pb.ClassifyResponse:
         """Classifies a whole clip: per-window results and the mean as summary."""
-        result = await self._clips.classify(conversion.clip_request(request), deadline_of(context))
+        routing = conversion.routing_key(context.invocation_metadata())
+        result = await self._clips.classify(
+            conversion.clip_request(request, routing), deadline_of(context)
+        )
         return conversion.classify_response(result, current_request_id())
 
     async def StreamClassify(  # noqa: N802 (gRPC's method name)
@@ -93,3 +96,19 @@ class AudioClassifierServicer(pb_grpc.AudioClassifierServicer):
         """Unloads a model; what is in flight on it finishes (explicit mode only)."""
         note_model(request.name, "")
         return conversion.model_status(await self._control.unload(request.name))
+
+    async def GetRollout(  # noqa: N802 (gRPC's method name)
+        self, request: pb.GetRolloutRequest, context: Context
+    ) -> pb.RolloutStatus:
+        """A model's rollout now; NOT_FOUND for a model the server does not know."""
+        note_model(request.name, "")
+        return conversion.rollout_status(request.name, self._control.rollout_status(request.name))
+
+    async def SetRollout(  # noqa: N802 (gRPC's method name)
+        self, request: pb.SetRolloutRequest, context: Context
+    ) -> pb.RolloutStatus:
+        """Sets or clears a model's rollout and loads the versions it names."""
+        note_model(request.name, "")
+        policy = None if request.clear else conversion.rollout_policy(request.policy)
+        status = await self._control.set_rollout(request.name, policy)
+        return conversion.rollout_status(request.name, status)

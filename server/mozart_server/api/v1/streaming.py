@@ -59,7 +59,8 @@ class GrpcStreamSource:
             raise InvalidArgumentError("the stream ended before its StreamConfig")
         if first.WhichOneof("request") != "config":
             raise InvalidArgumentError("the first message must carry only a StreamConfig")
-        return conversion.stream_request(first.config)
+        routing = conversion.routing_key(self._context.invocation_metadata())
+        return conversion.stream_request(first.config, routing)
 
     async def audio(self) -> bytes | None:
         """The next message's audio; None at half-close.
