@@ -1,8 +1,9 @@
 """CI smoke run: the real `mozart` commands on the real smoke corpus, a real sqlite MLflow store.
 
 Builds the smoke corpus (music21 -> FluidSynth), trains a few steps, exports,
-checks parity (inside `mozart train`), and then reads the sqlite store back to
-prove the run holds its parameters, metrics, dataset input and artifacts.
+checks parity (inside `mozart train`), publishes (`--publish`), and then reads the
+sqlite store back to prove the run holds its parameters, metrics, dataset input,
+artifacts and ONNX-flavour model.
 """
 
 from __future__ import annotations
@@ -61,10 +62,12 @@ def test_train_export_parity_and_mlflow_on_the_smoke_corpus(
         f"output_dir={tmp_path / 'checkpoints'}",
         "--set",
         f"export_dir={models}",
+        "--publish",
         env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"},
     )
     assert "registered composer-cnn-smoke v1: no champion yet" in completed.stdout
     version_dir = models / "composer-cnn-smoke" / "1"
+    assert f"published composer-cnn-smoke version 1 to {version_dir}" in completed.stdout
     manifest = ModelManifest.read(version_dir / "model.json")
     data_manifest = json.loads((smoke_corpus / "manifest.json").read_text())
 
@@ -93,6 +96,8 @@ def test_train_export_parity_and_mlflow_on_the_smoke_corpus(
     assert run.inputs.dataset_inputs[0].dataset.digest == data_manifest["dataset_digest"][:36]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert {"model/model.onnx", "model/model.json", "model/MODEL_CARD.md"} <= artifacts
+    champion = client.get_model_version_by_alias("composer-cnn-smoke", "champion")
+    assert str(champion.source).startswith("models:/m-")  # the ONNX-flavour logged model
     reports = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/evaluation.json", "evaluation/confusion_test.png"} <= reports
     assert (

@@ -61,6 +61,24 @@ def timbre_verdict(evaluation: EvaluationReport, test_split: str) -> str:
     return " ".join(sentences)
 
 
+def card_for_version(text: str, before: ModelManifest, name: str, version: str) -> str:
+    """A run's card renamed and renumbered for the repository version it is published as.
+
+    The card names its model and version in exactly two places: the title and the
+    `mozart evaluate models/<name>/<version>` line.
+
+    Raises:
+        ValueError: the text is not a card written for ``before``.
+    """
+    title = f"# Model card: {before.name} version {before.version}\n"
+    if not text.startswith(title):
+        raise ValueError(f"the model card does not start with {title.strip()!r}")
+    body = text.removeprefix(title).replace(
+        f"models/{before.name}/{before.version} ", f"models/{name}/{version} "
+    )
+    return f"# Model card: {name} version {version}\n{body}"
+
+
 def write_model_card(
     path: Path,
     *,
@@ -150,6 +168,11 @@ training on CPU. Augmentation: gain +/-{config.augment.gain_db:g} dB, time shift
 white noise at {config.augment.noise_snr_db[0]:g}-{config.augment.noise_snr_db[1]:g} dB
 SNR, SpecAugment masks{_extra_augmentation(config)}. Seed {config.seed}.
 
+Model selection uses validation only: early stopping keeps the epoch with the best
+validation macro-F1, and in the MLflow registry a run becomes `champion` only when
+its `{config.tracking.promote_metric}` beats the current champion's. The test split
+and the slices below are reported, never used to choose.
+
 ## Results
 
 Window accuracy is per 3-second window (hop {manifest.default_hop_ms} ms); work
@@ -188,7 +211,7 @@ MLflow run under `evaluation/`.
 ## Reproduce
 
 ```bash
-make train                      # builds or reuses the default corpus, trains, publishes here
+make train          # builds or reuses the default corpus, trains, publishes the next version
 mozart evaluate models/{manifest.name}/{manifest.version} --data {data.root}
 ```
 """

@@ -59,6 +59,7 @@ def _setup_logging() -> None:
 def _train(args: argparse.Namespace) -> int:
     from mozart_trainer.config import load_config  # noqa: PLC0415 - torch loads lazily
     from mozart_trainer.pipeline import run_training  # noqa: PLC0415
+    from mozart_trainer.publish import PublishError  # noqa: PLC0415
 
     _setup_logging()
     try:
@@ -66,7 +67,17 @@ def _train(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         print(f"mozart train: {error}", file=sys.stderr)
         return 2
-    outcome = run_training(config, resume=args.resume)
+    if args.publish and config.export_dir is None:
+        print(
+            "mozart train: --publish needs export_dir (e.g. --set export_dir=models)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        outcome = run_training(config, resume=args.resume, publish_version=args.publish)
+    except PublishError as error:
+        print(f"mozart train: the run is in MLflow but was not published: {error}", file=sys.stderr)
+        return 1
     print(f"run {outcome.run_id}")
     for name, value in sorted(outcome.metrics.items()):
         print(f"  {name} = {value:.4f}")
@@ -79,8 +90,11 @@ def _train(args: argparse.Namespace) -> int:
             f"registered {outcome.registration.name} v{outcome.registration.version}: "
             f"{outcome.registration.reason}"
         )
-    if outcome.published_to is not None:
-        print(f"published to {outcome.published_to}")
+    if outcome.published is not None:
+        print(
+            f"published {outcome.published.name} version {outcome.published.version} "
+            f"to {outcome.published.folder}"
+        )
     return 0
 
 
@@ -149,6 +163,11 @@ def register(subparsers: Any) -> None:
     )
     _add_config_options(train)
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.add_argument(
+        "--publish",
+        action="store_true",
+        help="then publish the run as the next version in export_dir (mozart models publish)",
+    )
     train.set_defaults(handler=_train)
     train_commands = train.add_subparsers(title="train commands", metavar="COMMAND")
     tune_parser = train_commands.add_parser(

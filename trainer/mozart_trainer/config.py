@@ -113,7 +113,13 @@ class TrackingSettings(_Frozen):
     )
     experiment: str = "mozart"
     registered_model: str = "composer-cnn"
-    promote_metric: str = "test_window_accuracy"
+    promote_metric: Literal["best_val_macro_f1"] = Field(
+        default="best_val_macro_f1",
+        description=(
+            "validation metric that decides whether a run becomes champion (higher wins); "
+            "the test split is reported, never used to choose"
+        ),
+    )
 
 
 class TrainConfig(_Frozen):
@@ -127,9 +133,15 @@ class TrainConfig(_Frozen):
         default=Path("mlruns/checkpoints"), description="checkpoints and reports"
     )
     export_dir: Path | None = Field(
-        default=None, description="model repository to publish to (e.g. models); None: only MLflow"
+        default=None,
+        description=(
+            "model repository `mozart train --publish` writes the next version into "
+            "(e.g. models); without --publish nothing is written there"
+        ),
     )
-    export_version: int = 1
+    export_version: int = Field(
+        default=1, description="version written into the run's model.json; publish renumbers it"
+    )
     data: DataSettings = DataSettings()
     front_end: FrontEndSettings = FrontEndSettings()
     model: ModelSettings = ModelSettings()

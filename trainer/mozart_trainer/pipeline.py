@@ -1,10 +1,12 @@
-"""`mozart train` end to end: train, export, check parity, evaluate, track, register, publish."""
+"""`mozart train` end to end: train, export, check parity, evaluate, track, register, publish.
+
+Publishing to the model repository happens only when asked, through `publish.publish`.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +33,13 @@ from mozart_trainer.manifest import (
 )
 from mozart_trainer.model import AudioCNN, count_parameters, macs_per_window
 from mozart_trainer.paths import project_root
+from mozart_trainer.publish import Published, publish
 from mozart_trainer.tracking import (
+    SERVER_FILES_ARTIFACT,
     Registration,
     configure,
     log_dataset,
+    log_onnx_model,
     register_and_promote,
 )
 from mozart_trainer.training import EpochSummary, measure_normalisation, train_model
@@ -57,7 +62,7 @@ class TrainOutcome:
     parameters: int
     macs_per_window: int
     onnx_bytes: int
-    published_to: Path | None
+    published: Published | None
 
 
 def _load(config: TrainConfig, split: str, labels: list[str], hop_ms: int) -> Split:
@@ -148,10 +153,12 @@ def build_version(
 
 def run_training(
     config: TrainConfig,
+    *,
     resume: bool = False,
     nested: bool = False,
     register: bool = True,
     on_epoch: Callable[[EpochSummary], None] | None = None,
+    publish_version: bool = False,
 ) -> TrainOutcome:
     """Trains, exports and evaluates one model, tracked as one MLflow run.
 
@@ -161,8 +168,15 @@ def run_training(
         nested: open the MLflow run as a child of the active run (tuning trials).
         register: register a model version (``candidate``, maybe ``champion``).
         on_epoch: extra per-epoch hook (Optuna pruning).
+        publish_version: afterwards, publish the run as the next version of
+            ``config.name`` in ``config.export_dir`` (as `mozart models publish` does).
+
+    Raises:
+        ValueError: ``publish_version`` without an ``export_dir``.
     """
     data = config.data
+    if publish_version and config.export_dir is None:
+        raise ValueError("publishing needs export_dir, the model repository (e.g. models)")
     configure(config.tracking.tracking_uri, config.tracking.experiment)
     labels = list_labels(data.root, data.train_split)
     train = _load(config, data.train_split, labels, data.train_hop_ms)
@@ -228,35 +242,37 @@ def run_training(
         mlflow.log_metrics(
             {**metrics, "parameters": parameters, "macs_per_window": macs, "onnx_bytes": onnx_bytes}
         )
-        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+        write_model_card(
+            model_dir / "MODEL_CARD.md",
+            config=config,
+            manifest=manifest,
+            evaluation=evaluation,
+            parameters=parameters,
+            macs=macs,
+            onnx_bytes=onnx_bytes,
+            history=result.history,
+        )
+        # The files a repository version holds, as they are; registered runs also log the
+        # same graph as an ONNX-flavour model, which is what the registry versions point at.
+        mlflow.log_artifacts(str(model_dir), artifact_path=SERVER_FILES_ARTIFACT)
         mlflow.log_artifacts(str(reports_dir), artifact_path="evaluation")
         registration: Registration | None = None
         if register:
+            logged_model = log_onnx_model(
+                model_dir, test.windows(np.arange(min(1, test.n_windows)), data.window_samples)
+            )
             registration = register_and_promote(
                 run_id,
-                "model",
+                logged_model.model_uri,
                 config.tracking.registered_model,
                 config.tracking.promote_metric,
                 metrics[config.tracking.promote_metric],
             )
-        published: Path | None = None
-        if config.export_dir is not None:
-            published = config.export_dir / config.name / str(config.export_version)
-            published.mkdir(parents=True, exist_ok=True)
-            for name in ("model.onnx", "model.json"):
-                shutil.copy2(model_dir / name, published / name)
-            write_model_card(
-                published / "MODEL_CARD.md",
-                config=config,
-                manifest=manifest,
-                evaluation=evaluation,
-                parameters=parameters,
-                macs=macs,
-                onnx_bytes=onnx_bytes,
-                history=result.history,
-            )
-            mlflow.log_artifact(str(published / "MODEL_CARD.md"), artifact_path="model")
         logger.info(json.dumps({"event": "run_done", "run_id": run_id, **metrics}))
+    published: Published | None = None
+    if publish_version:
+        assert config.export_dir is not None  # checked above
+        published = publish(run_id, config.export_dir, name=config.name)
     return TrainOutcome(
         run_id=run_id,
         model_dir=model_dir,
@@ -267,7 +283,7 @@ def run_training(
         parameters=parameters,
         macs_per_window=macs,
         onnx_bytes=onnx_bytes,
-        published_to=published,
+        published=published,
     )
 
 

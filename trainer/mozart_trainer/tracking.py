@@ -1,8 +1,9 @@
 """MLflow tracking and the model registry: a sqlite store under the project by default.
 
-Every run registers a model version with alias ``candidate``. The alias
-``champion`` moves to it only when it beats the current champion on the
-held-out metric (or there is no champion); both outcomes are tagged on the run.
+Every run logs its model with MLflow's ONNX flavour and registers it as a model
+version with alias ``candidate``. The alias ``champion`` moves to it only when it
+beats the current champion on the validation metric (or there is no champion);
+both outcomes are tagged on the run. The test split is reported, never compared.
 """
 
 from __future__ import annotations
@@ -16,15 +17,25 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import mlflow
+import mlflow.onnx
+import numpy as np
+import onnx
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import Schema, TensorSpec
 
 from mozart_trainer.paths import project_root
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
+#: The run's artifact folder with the files a model repository version holds.
+SERVER_FILES_ARTIFACT = "model"
+#: Name of the ONNX-flavour model each run logs (what the registry versions point at).
+ONNX_MODEL_NAME = "onnx"
 # Tracking stores limit a dataset digest to 36 characters; the full one is a run tag.
 MLFLOW_DIGEST_CHARS = 36
 
@@ -83,6 +94,49 @@ def log_dataset(digest: str, root: Path, name: str) -> None:
     mlflow.set_tag("dataset_digest", digest)
 
 
+def _signature(graph: onnx.ModelProto) -> ModelSignature:
+    def specs(values: list[onnx.ValueInfoProto]) -> Schema:
+        return Schema(
+            [
+                TensorSpec(
+                    np.dtype(onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type)),
+                    tuple(
+                        d.dim_value if d.HasField("dim_value") else -1
+                        for d in v.type.tensor_type.shape.dim
+                    ),
+                    v.name,
+                )
+                for v in values
+            ]
+        )
+
+    return ModelSignature(
+        inputs=specs(list(graph.graph.input)), outputs=specs(list(graph.graph.output))
+    )
+
+
+def log_onnx_model(model_dir: Path, input_example: np.ndarray) -> ModelInfo:
+    """Logs ``model_dir/model.onnx`` with the ONNX flavour, signature and input example.
+
+    ``model.json`` and ``MODEL_CARD.md`` travel with it as extra files, so
+    ``mlflow.pyfunc.load_model("models:/<name>@champion")`` loads what the server serves.
+    The graph is saved as one file (no external data), like the server's copy.
+    """
+    graph = onnx.load(str(model_dir / "model.onnx"))
+    extra = [
+        str(model_dir / n) for n in ("model.json", "MODEL_CARD.md") if (model_dir / n).is_file()
+    ]
+    info: ModelInfo = mlflow.onnx.log_model(
+        graph,
+        name=ONNX_MODEL_NAME,
+        signature=_signature(graph),
+        input_example=input_example,
+        save_as_external_data=False,
+        extra_files=extra,
+    )
+    return info
+
+
 @dataclass(frozen=True)
 class Registration:
     """The registered version and whether it became champion."""
@@ -94,16 +148,23 @@ class Registration:
 
 
 def register_and_promote(
-    run_id: str, artifact_path: str, name: str, metric: str, value: float
+    run_id: str, model_uri: str, name: str, metric: str, value: float
 ) -> Registration:
-    """Registers the run's model as a new version, aliases it ``candidate``, maybe ``champion``."""
+    """Registers a model of the run as a new version, aliases it ``candidate``, maybe ``champion``.
+
+    Args:
+        run_id: the run whose ``metric`` decides; the version records it.
+        model_uri: the logged model to register (``ModelInfo.model_uri``).
+        name: the registered model.
+        metric: a validation metric (higher is better), read from each run.
+        value: this run's value of ``metric``.
+    """
     client = MlflowClient()
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="Mozart audio classifier (ONNX)")
-    source = f"{mlflow.get_run(run_id).info.artifact_uri}/{artifact_path}"
-    version = client.create_model_version(name, source=source, run_id=run_id).version
+    version = mlflow.register_model(model_uri, name).version
     client.set_registered_model_alias(name, CANDIDATE, version)
     client.set_model_version_tag(name, version, metric, str(value))
     try:
