@@ -98,8 +98,8 @@ optimize: $(STAMP) ## Build (or reuse) the default corpus, then build, gate and 
 TRAIN_CONFIG ?= trainer/configs/default.yaml
 TRAIN_ARGS ?=
 .PHONY: train
-train: $(STAMP) ## Build (or reuse) the default corpus, train, evaluate and publish models/composer-cnn/1.
+train: $(STAMP) ## Build (or reuse) the default corpus, train, evaluate and publish the next models/composer-cnn/<N>.
 	start=$$SECONDS; \
 	$(VENV)/bin/mozart data build-corpus --out data/corpus/default --no-progress; \
-	$(VENV)/bin/mozart train --config $(TRAIN_CONFIG) $(TRAIN_ARGS); \
+	$(VENV)/bin/mozart train --config $(TRAIN_CONFIG) --publish $(TRAIN_ARGS); \
 	echo "make train: $$((SECONDS - start)) s"
