@@ -38,6 +38,7 @@ from mozart_server.models.control import ModelControl
 from mozart_server.models.loader import VersionLoader
 from mozart_server.models.registry import ModelRegistry
 from mozart_server.models.rollout import RolloutRouter
+from mozart_server.observability.drift import DriftConfig, DriftScheduler
 from mozart_server.observability.metrics import ServerMetrics
 from mozart_server.settings import BatchingSettings, ServerSettings, TlsSettings
 
@@ -69,8 +70,18 @@ class MozartServer:
         self.metrics = ServerMetrics(CollectorRegistry())
         self.router = RolloutRouter(self.metrics)
         self.registry = ModelRegistry(self.metrics, self.router)
+        drift = settings.drift
+        self.drift = (
+            DriftScheduler(self.metrics, drift.drift_interval_s) if drift.drift_interval_s else None
+        )
+        drift_config = DriftConfig(
+            drift.drift_window_windows, drift.drift_min_windows, drift.drift_mel_every_windows
+        )
         loader = VersionLoader(
-            EngineFactory(settings.engine), batcher_config(settings.batching), self.metrics
+            EngineFactory(settings.engine),
+            batcher_config(settings.batching),
+            self.metrics,
+            drift=None if self.drift is None else (self.drift, drift_config),
         )
         self.control = ModelControl(settings.repository, self.registry, loader, self.metrics)
         self.clips = ClipClassifier(
@@ -174,6 +185,8 @@ class MozartServer:
             tls = ", tls_cert_file, tls_key_file" if credentials is not None else ""
             raise StartupError(f"cannot listen on {address} (host, port{tls}): {error}") from None
         await self.state.set_not_serving()
+        if self.drift is not None:
+            self.drift.start()
         await server.start()
         logger.info(
             "server started",
@@ -221,6 +234,8 @@ class MozartServer:
             await asyncio.wait_for(self.registry.aclose(), timeout=max(grace, 0.1))
         except TimeoutError:
             logger.warning("model engines did not finish within the grace period")
+        if self.drift is not None:
+            await asyncio.to_thread(self.drift.stop)
         if self._metrics_http is not None:
             httpd, thread = self._metrics_http
             httpd.shutdown()

@@ -533,6 +533,33 @@ class RateLimitSettings(_Section):
     )
 
 
+class DriftSettings(_Section):
+    """Drift scores of each version against its model.json reference_stats."""
+
+    drift_interval_s: float = Field(
+        default=15.0,
+        ge=0,
+        description="How often drift scores are computed, in seconds, on one timer thread; "
+        "0 turns drift statistics off.",
+    )
+    drift_window_windows: int = Field(
+        default=1000,
+        ge=1,
+        description="Drift scores cover this many of the last windows a version served.",
+    )
+    drift_min_windows: int = Field(
+        default=200,
+        ge=1,
+        description="Windows a version must have served before its drift scores are exported.",
+    )
+    drift_mel_every_windows: int = Field(
+        default=8,
+        ge=1,
+        description="Every n-th window is copied for the log-mel mean shift (at most 64 "
+        "wait per version between two computations).",
+    )
+
+
 class ProcessSettings(_Section):
     """Shutdown and logs."""
 
@@ -576,6 +603,7 @@ class ServerSettings(BaseSettings):
     streams: StreamSettings = StreamSettings()
     admission: AdmissionSettings = AdmissionSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
+    drift: DriftSettings = DriftSettings()
     process: ProcessSettings = ProcessSettings()
 
     def __init__(self, **values: Any) -> None:

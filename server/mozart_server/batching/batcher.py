@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -31,6 +32,16 @@ class BatcherConfig:
     max_queue_windows: int
 
 
+class BatchObserver(Protocol):
+    """Sees every computed batch of a version (e.g. observability/drift.py's DriftMonitor)."""
+
+    def observe(self, waveforms: FloatArray, probabilities: FloatArray) -> None:
+        """Takes in one batch's windows and scores; called in the engine's worker thread."""
+
+    def close(self) -> None:
+        """The batcher closed: no more batches come."""
+
+
 @dataclass
 class BatcherStatistics:
     """Counters of one batcher since it started (Triton's ModelStatistics terms)."""
@@ -40,6 +51,7 @@ class BatcherStatistics:
     queued: int = 0  # submissions that reached a batch
     queue_s: float = 0.0
     compute_s: float = 0.0
+    observe_s: float = 0.0  # the observer's time, in the worker threads (not in compute_s)
 
 
 @dataclass
@@ -86,8 +98,11 @@ class DynamicBatcher:
         metrics: ServerMetrics,
         model_name: str,
         model_version: str,
+        *,
+        observer: BatchObserver | None = None,
     ) -> None:
         self._engine = engine
+        self._observer = observer
         self._config = config
         self._labels = {"model": model_name, "version": model_version}
         self._metrics = metrics
@@ -325,7 +340,9 @@ class DynamicBatcher:
                 else np.concatenate([entry.waveforms for entry in batch])
             )
             loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(self._executor, self._engine.run, waveforms)
+            outputs, observe_s = await loop.run_in_executor(
+                self._executor, self._compute, waveforms
+            )
         except Exception as error:
             logger.exception("a batch failed in the engine", extra=self._labels)
             for entry in batch:
@@ -335,13 +352,14 @@ class DynamicBatcher:
         finally:
             in_flight.dec()
             self._slots.release()
-        compute_s = time.monotonic() - started
+        compute_s = time.monotonic() - started - observe_s
         self._metrics.compute_duration.labels(**self._labels).observe(compute_s)
         self._metrics.batch_size.labels(**self._labels).observe(waveforms.shape[0])
         statistics = self.statistics
         statistics.batches += 1
         statistics.windows += int(waveforms.shape[0])
         statistics.compute_s += compute_s
+        statistics.observe_s += observe_s
         queue_histogram = self._metrics.queue_duration.labels(**self._labels)
         offset = 0
         for entry in batch:
@@ -354,6 +372,19 @@ class DynamicBatcher:
                     BatchResult(outputs.rows(offset, offset + entry.rows), queue_s, compute_s)
                 )
             offset += entry.rows
+
+    def _compute(self, waveforms: FloatArray) -> tuple[EngineOutputs, float]:
+        """Runs the engine, then the observer, in a worker thread; returns the observer's time."""
+        outputs = self._engine.run(waveforms)
+        if self._observer is None:
+            return outputs, 0.0
+        started = time.monotonic()
+        try:
+            self._observer.observe(waveforms, outputs.probabilities)
+        except Exception:
+            # Statistics never fail a batch.
+            logger.exception("the batch observer failed", extra=self._labels)
+        return outputs, time.monotonic() - started
 
     async def aclose(self) -> None:
         """Stops taking work, lets queued and running batches finish, then stops the worker threads.
@@ -381,6 +412,8 @@ class DynamicBatcher:
             self._queued_rows = 0
             self._metrics.queue_depth.labels(**self._labels).set(0)
             self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._observer is not None:
+                self._observer.close()
             if self._collector is not None:
                 self._collector = None
                 self._metrics.batchers_open.dec()

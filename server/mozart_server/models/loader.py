@@ -7,6 +7,7 @@ version loads; the version takes traffic only once `load` returns it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 
@@ -15,9 +16,21 @@ import numpy as np
 from mozart_server.batching.batcher import BatcherConfig, DynamicBatcher
 from mozart_server.engines import Engine, EngineFactory
 from mozart_server.errors import ModelLoadError
-from mozart_server.models.manifest import Manifest, check_against_graph, read_manifest
+from mozart_server.models.manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    check_against_graph,
+    read_manifest,
+)
 from mozart_server.models.registry import ServingVersion
 from mozart_server.models.repository import VersionDir
+from mozart_server.observability.drift import (
+    DriftConfig,
+    DriftMonitor,
+    DriftScheduler,
+    FrontEnd,
+    ReferenceStats,
+)
 from mozart_server.observability.metrics import ServerMetrics
 from mozart_server.tensors import FloatArray
 
@@ -62,18 +75,53 @@ def warm_up(engine: Engine, manifest: Manifest, batch_sizes: Sequence[int]) -> N
                 raise ModelLoadError(f"warm-up at batch {batch_size} gave non-finite scores")
 
 
+def drift_reference(
+    version_dir: VersionDir, manifest: Manifest
+) -> tuple[ReferenceStats, FrontEnd] | None:
+    """The drift reference of a version: None when model.json has no usable reference_stats.
+
+    A version without them (or with a front end the server cannot reproduce) serves
+    without drift scores; the reason is logged.
+    """
+    labels = {"model": manifest.name, "version": manifest.version}
+    try:
+        # The server's Manifest leaves these out: they matter here only.
+        raw = json.loads((version_dir.path / MANIFEST_FILE).read_text())
+        reference = ReferenceStats.from_manifest(raw.get("reference_stats") or {}, manifest.labels)
+        if reference is None:
+            logger.info("no reference_stats in model.json: no drift scores", extra=labels)
+            return None
+        front_end = FrontEnd.from_manifest(raw.get("front_end") or {}, manifest.sample_rate_hz)
+    except (OSError, ValueError) as error:
+        logger.warning(
+            "reference_stats unusable: no drift scores", extra={**labels, "reason": str(error)}
+        )
+        return None
+    return reference, front_end
+
+
+# What the worker thread hands back: the manifest, the warmed engine, the drift reference.
+_Loaded = tuple[Manifest, Engine, tuple[ReferenceStats, FrontEnd] | None]
+
+
 class VersionLoader:
     """Turns a version folder into a warmed ServingVersion with its own batcher."""
 
     def __init__(
-        self, engines: EngineFactory, batching: BatcherConfig, metrics: ServerMetrics
+        self,
+        engines: EngineFactory,
+        batching: BatcherConfig,
+        metrics: ServerMetrics,
+        drift: tuple[DriftScheduler, DriftConfig] | None = None,
     ) -> None:
         self._engines = engines
         self._batching = batching
         self._metrics = metrics
+        self._drift = drift
 
-    def _load_blocking(self, version_dir: VersionDir) -> tuple[Manifest, Engine]:
+    def _load_blocking(self, version_dir: VersionDir) -> _Loaded:
         manifest = read_manifest(version_dir)
+        reference = None if self._drift is None else drift_reference(version_dir, manifest)
         engine = self._engines.create(manifest.name, version_dir.path, manifest.artifacts)
         self._metrics.engines_open.inc()
         try:
@@ -83,9 +131,9 @@ class VersionLoader:
             engine.close()
             self._metrics.engines_open.dec()
             raise
-        return manifest, engine
+        return manifest, engine, reference
 
-    def _discard(self, loading: asyncio.Future[tuple[Manifest, Engine]]) -> None:
+    def _discard(self, loading: asyncio.Future[_Loaded]) -> None:
         if not loading.cancelled() and loading.exception() is None:
             loading.result()[1].close()
             self._metrics.engines_open.dec()
@@ -98,7 +146,7 @@ class VersionLoader:
         """
         loading = asyncio.ensure_future(asyncio.to_thread(self._load_blocking, version_dir))
         try:
-            manifest, engine = await asyncio.shield(loading)
+            manifest, engine, reference = await asyncio.shield(loading)
         except asyncio.CancelledError:
             # The thread cannot be stopped: close what it builds once it is done.
             loading.add_done_callback(self._discard)
@@ -108,7 +156,30 @@ class VersionLoader:
         except Exception as error:  # an engine's own failure types, e.g. a runtime bug
             raise ModelLoadError(f"{version_dir.path} failed to load: {error}") from error
         batcher = DynamicBatcher(
-            engine, self._batching, self._metrics, manifest.name, manifest.version
+            engine,
+            self._batching,
+            self._metrics,
+            manifest.name,
+            manifest.version,
+            observer=self._drift_monitor(manifest, reference),
         )
         batcher.start()
         return ServingVersion(manifest, engine, batcher)
+
+    def _drift_monitor(
+        self, manifest: Manifest, found: tuple[ReferenceStats, FrontEnd] | None
+    ) -> DriftMonitor | None:
+        if self._drift is None or found is None:
+            return None
+        scheduler, config = self._drift
+        reference, front_end = found
+        try:
+            return scheduler.monitor(
+                reference, front_end, config, {"model": manifest.name, "version": manifest.version}
+            )
+        except ValueError as error:
+            logger.warning(
+                "reference_stats unusable: no drift scores",
+                extra={"model": manifest.name, "version": manifest.version, "reason": str(error)},
+            )
+            return None

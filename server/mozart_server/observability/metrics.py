@@ -211,3 +211,35 @@ class ServerMetrics:
             "Calls and streams holding a model version now.",
             registry=registry,
         )
+        # Drift against model.json reference_stats (observability/drift.py, docs/server.md).
+        self.drift_windows = Gauge(
+            "mozart_drift_windows",
+            "Windows the drift scores cover now (the last drift_window_windows served).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.drift_rms_psi = Gauge(
+            "mozart_drift_rms_psi",
+            "Population stability index of the window-RMS histogram against the reference.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.drift_class_psi = Gauge(
+            "mozart_drift_class_psi",
+            "Population stability index of the predicted classes against the reference.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.drift_mel_mean_shift = Gauge(
+            "mozart_drift_mel_mean_shift",
+            "Mean over mel bands of |live mean - reference mean| / reference std of the "
+            "normalised log-mel.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.drift_mel_windows = Gauge(
+            "mozart_drift_mel_windows",
+            "Sampled windows the mel shift covers now.",
+            ["model", "version"],
+            registry=registry,
+        )
