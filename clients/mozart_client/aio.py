@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from types import TracebackType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -45,7 +46,13 @@ from mozart_client.results import (
     HealthStatus,
     ModelInfo,
     ModelStatus,
+    RolloutStatus,
     StreamResult,
+)
+from mozart_client.rollout import (
+    get_rollout_request,
+    rollout_status_from_proto,
+    set_rollout_request,
 )
 from mozart_client.streaming import Pacer, SendLog, config_request
 from mozart_proto.v1 import audio_classifier_pb2 as pb
@@ -260,6 +267,35 @@ class AsyncClient:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return model_status_from_proto(status)
+
+    async def rollout_status(self, name: str, *, timeout_s: float | None = _UNSET) -> RolloutStatus:
+        """A model's rollout; arguments and errors as in `Client.rollout_status`."""
+        request = get_rollout_request(name)
+        try:
+            status = await self._classifier.GetRollout(
+                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return rollout_status_from_proto(status)
+
+    async def set_rollout(
+        self,
+        name: str,
+        weights: Mapping[str, int] | None,
+        *,
+        timeout_s: float | None = _UNSET,
+        **policy: Any,
+    ) -> RolloutStatus:
+        """Sets or clears a model's rollout; arguments and errors as in `Client.set_rollout`."""
+        request = set_rollout_request(name, weights, **policy)
+        try:
+            status = await self._classifier.SetRollout(
+                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return rollout_status_from_proto(status)
 
     async def health(self, service: str = "", *, timeout_s: float | None = _UNSET) -> HealthStatus:
         """Asks `grpc.health.v1` about a service ("" is the whole server)."""

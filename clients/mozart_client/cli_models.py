@@ -7,11 +7,11 @@ import sys
 from importlib.metadata import entry_points
 from typing import Any
 
-from mozart_client import cli_output
+from mozart_client import cli_output, cli_rollout
 from mozart_client.client import Client
 from mozart_client.errors import NotFoundError
 
-ACTIONS = ("list", "status", "load", "reload", "unload", "publish")
+ACTIONS = ("list", "status", "load", "reload", "unload", "publish", "rollout")
 """What `mozart models` can do; `list` (the default) is what it did before model control."""
 
 LOCAL_ACTIONS = {"publish": "mozart-trainer"}
@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "for publish, the SOURCE (models:/NAME@ALIAS, models:/NAME/VERSION or a run id)"
         ),
     )
+    cli_rollout.add_arguments(parser)  # `rollout status|set|clear MODEL`
     for action in _local_actions().values():
         action.add_arguments(parser)
 
@@ -78,6 +79,8 @@ def run_local(args: argparse.Namespace) -> int:
 
 def usage_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with the ACTION and NAME given, or None when they fit together."""
+    if args.action == "rollout":
+        return cli_rollout.usage_problem(args)
     if args.action in _NEEDS_NAME and not args.name:
         return f"`mozart models {args.action}` needs the NAME of a model"
     if args.action == "list" and args.name:
@@ -92,6 +95,9 @@ def run(args: argparse.Namespace, client: Client) -> None:
         MozartError: The call failed; `status NAME` raises NotFoundError when
             the repository has no such model.
     """
+    if args.action == "rollout":
+        cli_rollout.run(args, client)
+        return
     if args.action == "list":
         models = client.models()
         print(cli_output.to_json(models) if args.json else cli_output.models_table(models))

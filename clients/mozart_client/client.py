@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import TracebackType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -33,7 +34,13 @@ from mozart_client.results import (
     HealthStatus,
     ModelInfo,
     ModelStatus,
+    RolloutStatus,
     StreamResult,
+)
+from mozart_client.rollout import (
+    get_rollout_request,
+    rollout_status_from_proto,
+    set_rollout_request,
 )
 from mozart_client.streaming import Pacer, SendLog, config_request
 from mozart_proto.v1 import audio_classifier_pb2 as pb
@@ -314,6 +321,55 @@ class Client:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return model_status_from_proto(status)
+
+    def rollout_status(self, name: str, *, timeout_s: float | None = _UNSET) -> RolloutStatus:
+        """A model's rollout: weights in force, state, last event and per-version figures.
+
+        Raises:
+            NotFoundError: The server knows no such model.
+            InvalidInputError: `name` is empty (nothing is sent).
+        """
+        request = get_rollout_request(name)
+        try:
+            status = self._classifier.GetRollout(
+                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return rollout_status_from_proto(status)
+
+    def set_rollout(
+        self,
+        name: str,
+        weights: Mapping[str, int] | None,
+        *,
+        timeout_s: float | None = _UNSET,
+        **policy: Any,
+    ) -> RolloutStatus:
+        """Sets a model's rollout (`weights=None` clears it); the server loads its versions.
+
+        Args:
+            name: The model's name.
+            weights: Percent of unversioned calls by version, summing to 100,
+                e.g. `{"3": 90, "4": 10}`; None removes the rollout.
+            timeout_s: Deadline in seconds; loading a version may take a while.
+            **policy: `shadow`, `max_error_ratio`, `max_p99_latency_ratio`,
+                `min_agreement`, `min_samples`, `window_size`, `auto_promote`,
+                `promote_after_s` (docs/server.md, "Rollout").
+
+        Raises:
+            InvalidInputError: Weights naming versions the repository lacks or not
+                summing to 100 (INVALID_ARGUMENT), or an empty name.
+            NotFoundError: The repository has no such model.
+        """
+        request = set_rollout_request(name, weights, **policy)
+        try:
+            status = self._classifier.SetRollout(
+                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return rollout_status_from_proto(status)
 
     def health(self, service: str = "", *, timeout_s: float | None = _UNSET) -> HealthStatus:
         """Asks `grpc.health.v1` about a service ("" is the whole server)."""

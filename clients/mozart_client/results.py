@@ -182,3 +182,63 @@ class ModelStatus:
     def ready_versions(self) -> tuple[str, ...]:
         """The versions that are serving, oldest first."""
         return tuple(v.version for v in self.versions if v.ready)
+
+
+class RolloutState(StrEnum):
+    """Where a model's rollout stands (`mozart.v1.RolloutState`)."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    NONE = "NONE"
+    ACTIVE = "ACTIVE"
+    ROLLED_BACK = "ROLLED_BACK"
+    PROMOTED = "PROMOTED"
+
+
+@dataclass(frozen=True)
+class RolloutEvent:
+    """The last change a rollout made: set, rolled_back, promoted or file_rejected.
+
+    Attributes:
+        figures: The numbers that triggered it (e.g. error_ratio, samples).
+        unix_ms: When, in milliseconds since the epoch.
+    """
+
+    kind: str
+    version: str
+    reason: str
+    figures: dict[str, float]
+    unix_ms: int
+
+
+@dataclass(frozen=True)
+class RolloutVersionFigures:
+    """One version's sliding-window figures, as the guardrails judge them."""
+
+    version: str
+    samples: int
+    errors: int
+    p99_latency_ms: float
+    agreement_samples: int
+    agreement: float
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    """A model's rollout now.
+
+    Attributes:
+        weights: The weights in force (after any rollback or promotion step), in percent.
+        policy_weights: The weights as set (file or API).
+        shadow: The shadow version in force ("" once rolled back or without one).
+        source: "file" (rollout.toml), "api", or "" without a rollout.
+    """
+
+    name: str
+    state: RolloutState
+    weights: dict[str, int]
+    policy_weights: dict[str, int]
+    baseline: str
+    shadow: str
+    source: str
+    last_event: RolloutEvent | None
+    versions: tuple[RolloutVersionFigures, ...]
