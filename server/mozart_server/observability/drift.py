@@ -4,7 +4,7 @@ Per window served, the batcher hands over the waveforms and probabilities of eac
 (`DriftMonitor.observe`, in the engine's worker thread): the window's RMS in dBFS and its
 predicted class go into ring buffers of the last `drift_window_windows` windows, and every
 `drift_mel_every_windows`-th window is copied for the log-mel statistics (at most
-`MEL_PENDING_WINDOWS` wait at once; more are skipped, never queued). Everything costly
+`MEL_PENDING_WINDOWS` wait at once; when more come, the oldest are dropped). Everything costly
 happens on one timer thread (`DriftScheduler`), every `drift_interval_s`:
 
 - the sampled windows go through a numpy copy of the trainer's log-mel front end
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 Float64Array = npt.NDArray[np.float64]
 
-#: Sampled windows waiting for the timer, per version; beyond this the sample is skipped.
+#: Sampled windows waiting for the timer, per version; beyond this the oldest is dropped.
 MEL_PENDING_WINDOWS = 64
 #: Half a count added to every bin of both histograms before the PSI.
 PSI_SMOOTHING_COUNTS = 0.5
@@ -268,7 +268,7 @@ class DriftMonitor:
         self._rms_db = np.zeros(size, dtype=np.float32)
         self._classes = np.zeros(size, dtype=np.int64)
         self._seen = 0  # windows observed since start; ring position is seen % size
-        self._pending: deque[FloatArray] = deque()
+        self._pending: deque[FloatArray] = deque(maxlen=MEL_PENDING_WINDOWS)
         self._until_sample = 0
         mel_size = max(1, math.ceil(size / config.mel_every_windows))
         self._mel_sums = np.zeros((mel_size, front_end.n_mels))
@@ -296,8 +296,7 @@ class DriftMonitor:
             # Every mel_every_windows-th window, counted across batches.
             row = self._until_sample
             while row < rows:
-                if len(self._pending) < MEL_PENDING_WINDOWS:
-                    self._pending.append(waveforms[row].copy())
+                self._pending.append(waveforms[row].copy())  # the oldest goes when full
                 row += self._config.mel_every_windows
             self._until_sample = row - rows
 
