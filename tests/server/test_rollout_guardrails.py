@@ -11,6 +11,7 @@ baseline. The seconds printed are measured, never asserted.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import pytest
 
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
+from tests.server.streams import audio_messages, config_message
 from tests.support.lifecycle import wait_for
 from tests.support.models import build_test_model
 from tests.support.rollout import build_candidate, classify, clip, rollout, set_rollout
@@ -198,3 +200,71 @@ def test_a_shadow_below_min_agreement_is_rolled_back(stub: pb_grpc.AudioClassifi
     held = rollout(stub)
     assert held.state == pb.ROLLOUT_STATE_ACTIVE
     assert next(v for v in held.versions if v.version == "5").agreement == 1.0
+
+
+def test_a_stream_on_the_baseline_feeds_the_shadow_window_by_window(
+    stub: pb_grpc.AudioClassifierStub,
+) -> None:
+    set_rollout(stub, weights={"1": 100}, shadow="5")
+    messages = [config_message(hop_ms=250), *audio_messages(clip(3.0, seed=9), [4_000])]
+    windows = [
+        r.window for r in stub.StreamClassify(iter(messages), timeout=60)
+        if r.WhichOneof("result") == "window"
+    ]  # fmt: skip
+    assert windows
+    assert {w.model_version for w in windows} == {"1"}
+    assert wait_for(
+        lambda: (
+            next(v for v in rollout(stub).versions if v.version == "5").agreement_samples
+            == len(windows)
+        )
+    )
+    # The same graph as the baseline: every window agrees.
+    assert next(v for v in rollout(stub).versions if v.version == "5").agreement == 1.0
+
+
+class _Caller(threading.Thread):
+    """Classify calls back to back; each remembers whether it began after the rollback."""
+
+    def __init__(self, stub: pb_grpc.AudioClassifierStub, rolled_back: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self._stub = stub
+        self._rolled_back = rolled_back
+        self.outcomes: list[tuple[bool, _Outcome]] = []
+
+    def run(self) -> None:
+        after = 0
+        while after < 50:
+            began_after = self._rolled_back.is_set()
+            self.outcomes.append((began_after, _call(self._stub, LOUD)))
+            after += began_after
+
+
+def test_concurrent_callers_see_only_the_candidates_own_errors_and_none_after_rollback(
+    stub: pb_grpc.AudioClassifierStub,
+) -> None:
+    rails = pb.RolloutGuardrails(max_error_ratio=0.2, min_samples=5, window_size=20)
+    set_rollout(stub, weights={"1": 50, "2": 50}, guardrails=rails)
+    rolled_back = threading.Event()
+    callers = [_Caller(stub, rolled_back) for _ in range(8)]
+    for caller in callers:
+        caller.start()
+    assert wait_for(lambda: rollout(stub).state == pb.ROLLOUT_STATE_ROLLED_BACK, timeout_s=60)
+    rolled_back.set()
+    for caller in callers:
+        caller.join(timeout=60)
+        assert not caller.is_alive()
+    outcomes = [entry for caller in callers for entry in caller.outcomes]
+    before = [o for began_after, o in outcomes if not began_after]
+    after = [o for began_after, o in outcomes if began_after]
+    # Before: an answer from the baseline, or the candidate's own INTERNAL error.
+    assert all(
+        (o.code == grpc.StatusCode.OK and o.version == "1")
+        or (o.code == grpc.StatusCode.INTERNAL and NON_FINITE in o.details)
+        for o in before
+    )
+    # After: every call answered by the baseline, none failed.
+    assert len(after) == 8 * 50
+    assert all(o.code == grpc.StatusCode.OK and o.version == "1" for o in after)
+    failed = sum(o.code != grpc.StatusCode.OK for o in before)
+    print(f"concurrent rollback: {failed} candidate errors among {len(before)} calls before it")

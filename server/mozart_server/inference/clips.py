@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,14 +32,13 @@ from mozart_server.batching.batcher import BatchResult, DynamicBatcher, Reservat
 from mozart_server.engines import EngineOutputs
 from mozart_server.errors import (
     InvalidArgumentError,
-    MozartError,
-    NotFoundError,
     OutOfRangeError,
     ResourceExhaustedError,
 )
 from mozart_server.inference.guards import ensure_finite
 from mozart_server.inference.options import WindowOptions, window_options
 from mozart_server.inference.results import ClipResult, WindowScores, summarize
+from mozart_server.inference.shadow import start_shadow
 from mozart_server.models.manifest import Manifest
 from mozart_server.models.registry import ModelRegistry, ServingVersion
 from mozart_server.observability.context import note_model
@@ -156,10 +154,11 @@ class ClipClassifier:
             scores, queue_s, compute_s = await self._score(
                 model, samples, hop, count, deadline=deadline, reserved=reserved
             )
-            self._registry.router.record_scores(
-                model.name, model.version, list(manifest.labels), scores
-            )
-            self._start_shadow(model, samples, hop, count, scores)
+            router = self._registry.router
+            router.record_scores(model.name, model.version, list(manifest.labels), scores)
+            if router.shadow_of(model.name, model.version):
+                windows = cut_window_range(samples, manifest.window_samples, hop, 0, count)
+                start_shadow(self._registry, self._metrics, model, windows, scores)
         window_scores = tuple(
             WindowScores(
                 index=index,
@@ -173,45 +172,6 @@ class ClipClassifier:
         )
         summary = summarize(manifest, list(scores), decoded.duration_s)
         return ClipResult(manifest, options.top_k, window_scores, summary)
-
-    def _start_shadow(
-        self, model: ServingVersion, samples: FloatArray, hop: int, count: int, scores: FloatArray
-    ) -> None:
-        """Sends a copy of the call's windows to the rollout's shadow version, if any."""
-        router = self._registry.router
-        shadow = router.shadow_of(model.name, model.version)
-        if not shadow:
-            return
-        windows = cut_window_range(samples, model.manifest.window_samples, hop, 0, count)
-        router.spawn_shadow(model.name, shadow, self._shadow(model, shadow, windows, scores))
-
-    async def _shadow(
-        self, baseline: ServingVersion, version: str, windows: FloatArray, scores: FloatArray
-    ) -> None:
-        """Runs the shadow copy; its answer is recorded and compared, never returned."""
-        router = self._registry.router
-        name = baseline.name
-        started = time.monotonic()
-        try:
-            with self._registry.lease(name, version, judged=False) as shadow:
-                same_input = (shadow.manifest.window_samples, shadow.manifest.sample_rate_hz) == (
-                    baseline.manifest.window_samples,
-                    baseline.manifest.sample_rate_hz,
-                )
-                if not same_input or windows.shape[0] > shadow.batcher.capacity:
-                    return
-                result = await shadow.batcher.submit(windows, None)
-                ensure_finite(result.outputs.probabilities, shadow, self._metrics)
-                router.record(name, version, "OK", time.monotonic() - started)
-                rows = result.outputs.probabilities
-                router.record_scores(name, version, list(shadow.manifest.labels), rows)
-                router.record_agreement(name, version, scores, rows)
-        except NotFoundError:
-            return  # the shadow version stopped serving meanwhile
-        except ResourceExhaustedError:
-            self._metrics.rollout_shadow_dropped.labels(model=name, version=version).inc()
-        except MozartError as error:
-            router.record(name, version, error.status_code.name, time.monotonic() - started)
 
     def _options(self, manifest: Manifest, request: ClipRequest) -> WindowOptions:
         options = window_options(

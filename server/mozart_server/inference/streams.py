@@ -41,6 +41,7 @@ from mozart_server.errors import (
 from mozart_server.inference.guards import ensure_finite
 from mozart_server.inference.options import WindowOptions, window_options
 from mozart_server.inference.results import Summary, WindowScores, summarize
+from mozart_server.inference.shadow import start_shadow
 from mozart_server.models.manifest import Manifest
 from mozart_server.models.registry import ModelRegistry, ServingVersion
 from mozart_server.observability.context import note_model
@@ -294,6 +295,7 @@ class StreamSession:
             await self._write(sink.notice("RESOURCE_EXHAUSTED", error.message))
             return
         scores = result.outputs.probabilities[0]
+        window = in_flight.window
         router = self._registry.router
         latency_s = result.queue_time_s + result.compute_time_s
         try:
@@ -302,14 +304,15 @@ class StreamSession:
             router.record(model.name, model.version, "INTERNAL", latency_s)
             raise
         router.record(model.name, model.version, "OK", latency_s)
-        router.record_scores(model.name, model.version, list(model.manifest.labels), scores[None])
+        rows = result.outputs.probabilities
+        router.record_scores(model.name, model.version, list(model.manifest.labels), rows)
+        start_shadow(self._registry, self._metrics, model, window.samples[np.newaxis, :], rows)
         if self._smoothed is None or options.smoothing == 0.0:
             self._smoothed = scores
         else:
             weight = np.float32(options.smoothing)
             self._smoothed = weight * self._smoothed + (np.float32(1.0) - weight) * scores
         self._score_rows.append(scores)
-        window = in_flight.window
         scored = WindowScores(
             index=window.index,
             start_sample=window.start_sample,
