@@ -225,3 +225,30 @@ def test_a_version_without_reference_stats_serves_and_exports_no_drift(
             assert stub.Classify(request, timeout=30).windows
         assert server.metric("mozart_model_loaded", model="tiny", version="1") == 1
         assert "mozart_drift_windows{" not in server.scrape()
+
+
+def test_an_unloaded_version_takes_its_drift_series_with_it(repository: Path) -> None:
+    settings = {"drift_interval_s": 0.05, "drift_min_windows": WINDOWS_PER_CLIP,
+                "model_control_mode": "explicit"}  # fmt: skip
+    audio, encoding = _clips("music")[0]
+    with (
+        running_server(repository, **settings) as server,
+        grpc.insecure_channel(server.address) as channel,
+    ):
+        stub = pb_grpc.AudioClassifierStub(channel)
+        stub.Classify(
+            pb.ClassifyRequest(
+                model=pb.ModelRef(name="composer-cnn"),
+                format=pb.AudioFormat(encoding=encoding),
+                audio=audio,
+                hop_ms=HOP_MS,
+            ),
+            timeout=60,
+        )
+        _wait_for(server, "mozart_drift_windows", WINDOWS_PER_CLIP)
+        stub.UnloadModel(pb.UnloadModelRequest(name="composer-cnn"), timeout=60)
+        give_up = time.monotonic() + 60
+        while "mozart_drift_windows{" in server.scrape():  # the batcher closes after the unload
+            assert time.monotonic() < give_up, server.scrape()
+            time.sleep(0.05)
+        assert "mozart_drift_rms_psi{" not in server.scrape()
