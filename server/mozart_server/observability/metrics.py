@@ -182,14 +182,14 @@ class ServerMetrics:
             registry=registry,
         )
         self.rollout_top1_confidence = Histogram(
-            "mozart_rollout_top1_confidence",
+            "mozart_rollout_top_confidence",
             "Top-1 score of each window a version under rollout scored (mean = sum / count).",
             ["model", "version"],
             buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
             registry=registry,
         )
         self.rollout_top1_labels = Counter(
-            "mozart_rollout_top1_labels",
+            "mozart_rollout_top_labels",
             "Windows a version under rollout scored, by top-1 label (the class distribution).",
             ["model", "version", "label"],
             registry=registry,
