@@ -27,8 +27,18 @@ $(STAMP): constraints.txt system-packages.txt requirements-dev.txt $(foreach d,$
 		$(foreach d,$(DISTS),-e ./$(d)) -r requirements-dev.txt
 	touch $@
 
+# Full MLflow for the tests that start a real tracking server: the trainer's
+# mlflow-skinny cannot run `mlflow server`. A venv of its own (inside the ignored
+# .venv), so the trainer keeps skinny; full MLflow needs no torch.
+MLFLOW_VENV := $(VENV)/mlflow-server
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
+$(MLFLOW_STAMP): constraints.txt
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt mlflow
+	touch $@
+
 .PHONY: venv
-venv: $(STAMP) ## Create .venv with every distribution (editable) and the dev tools.
+venv: $(STAMP) $(MLFLOW_STAMP) ## Create .venv with every distribution (editable) and the dev tools.
 
 .PHONY: proto
 proto: $(STAMP) ## Regenerate the checked-in gRPC stubs from the .proto files.
@@ -51,7 +61,7 @@ lint: $(STAMP) ## Static checks: ruff, ruff format, mypy.
 	$(VENV)/bin/mypy
 
 .PHONY: test
-test: lint proto-check ## Static checks, proto drift, the whole test suite, then the short load gate.
+test: lint proto-check $(MLFLOW_STAMP) ## Static checks, proto drift, the whole test suite, then the short load gate.
 	$(VENV)/bin/pytest
 	$(MAKE) --no-print-directory bench-gate
 

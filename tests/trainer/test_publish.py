@@ -1,7 +1,8 @@
 """Publishing from the registry, end to end on real parts.
 
-Two real training runs on the synthetic corpus against a real sqlite MLflow store:
-the better one on validation becomes champion. Training writes nothing into the
+Two real training runs on the synthetic corpus, against a real sqlite MLflow store
+and against a real `mlflow server` on 127.0.0.1: the better one on validation
+becomes champion. Training writes nothing into the
 model repository; the real `mozart models publish` command writes version N+1
 beside the existing one; a real server polling the repository serves it; and the
 ONNX flavour loaded through `mlflow.pyfunc` scores as the server does.
@@ -10,8 +11,13 @@ ONNX flavour loaded through `mlflow.pyfunc` scores as the server does.
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -23,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 from mozart_trainer.manifest import ModelManifest
+from mozart_trainer.paths import project_root
 from mozart_trainer.pipeline import TrainOutcome, run_training
 from mozart_trainer.publish import PublishError, publish
 from tests.support.audio import encode, music_clip
@@ -34,6 +41,53 @@ NAME = "composer-test"
 WINDOW_SAMPLES = 48_000
 LOAD_BUDGET_S = 120.0  # a spawned server's start, then reading, checking and warming the model
 F32 = pb.AUDIO_ENCODING_PCM_F32LE
+# Full MLflow, in a venv of its own that `make venv` builds: the trainer's mlflow-skinny
+# has no tracking server. It needs no torch.
+MLFLOW = project_root() / ".venv" / "mlflow-server" / "bin" / "mlflow"
+SERVER_URL = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
+
+
+@contextmanager
+def _tracking_server(folder: Path) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1:0 with its own sqlite store and proxied artifacts."""
+    process = subprocess.Popen(
+        [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", "0", "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "artifacts")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, so teardown stops its workers too
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        output: list[str] = []
+        url = None
+        for line in process.stdout:
+            output.append(line)
+            if match := SERVER_URL.search(line):
+                url = match[1]
+                break
+        if url is None:
+            raise RuntimeError("mlflow server did not start:\n" + "".join(output[-30:]))
+        # Keep reading, so the server never blocks on a full pipe.
+        threading.Thread(target=process.stdout.read, daemon=True).start()
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+
+
+@pytest.fixture(params=["sqlite", "server"])
+def tracking_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The default sqlite store, or a real MLflow tracking server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mlflow.db'}"
+        return
+    if not MLFLOW.is_file():
+        pytest.skip(f"{MLFLOW} is missing: `make venv` installs full MLflow there")
+    with _tracking_server(tmp_path / "tracking-server") as url:
+        yield url
 
 
 def _mozart(*args: str) -> subprocess.CompletedProcess[str]:
@@ -83,9 +137,9 @@ def _states(address: str) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.slow
 def test_champion_by_validation_published_served_and_loaded_by_pyfunc(
-    synthetic_corpus: Path, tmp_path: Path
+    synthetic_corpus: Path, tmp_path: Path, tracking_uri: str
 ) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     repository = tmp_path / "models"
     # A run that barely trains, then one that does: the second must win on validation.
     weak = _train(
@@ -104,6 +158,8 @@ def test_champion_by_validation_published_served_and_loaded_by_pyfunc(
     assert client.get_model_version_by_alias(NAME, "champion").run_id == strong.run_id
     # Training alone publishes nothing, even with export_dir set.
     assert not repository.exists()
+    if uri.startswith("http"):  # the tracking server, not this process, stored the files
+        assert list((tmp_path / "tracking-server" / "artifacts").rglob("model.onnx"))
 
     # Version 1 from a run id, through the same code `mozart models publish` uses.
     first = publish(weak.run_id, repository, tracking_uri=uri)
