@@ -82,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"  source: {published.source} = {origin}")
     if published.metric:
         value = "not logged" if published.value is None else f"{published.value:.4f}"
-        print(f"  {published.metric} (validation) = {value}")
+        split = (
+            "validation"
+            if published.metric.startswith(("val_", "best_val_"))
+            else "not validation: the run predates champion-by-validation"
+        )
+        print(f"  {published.metric} ({split}) = {value}")
     if published.promotion:
         print(f"  promotion: {published.promotion}")
     return 0
