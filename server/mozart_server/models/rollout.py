@@ -215,9 +215,9 @@ class _Window:
         self.outcomes: deque[tuple[bool, float]] = deque(maxlen=size)
         self.agreement: deque[bool] = deque(maxlen=size)
 
-    def figures(self, version: str) -> VersionFigures:
+    def figures(self, version: str, *, with_p99: bool = True) -> VersionFigures:
         latencies = [latency for _, latency in self.outcomes]
-        p99 = float(np.quantile(latencies, 0.99)) if latencies else 0.0
+        p99 = float(np.quantile(latencies, 0.99)) if latencies and with_p99 else 0.0
         agreed = sum(self.agreement)
         return VersionFigures(
             version=version,
@@ -424,9 +424,11 @@ class RolloutRouter:
 
     def _judge(self, rollout: _Rollout) -> None:
         rails = rollout.policy.guardrails
-        base = rollout.windows[rollout.baseline].figures(rollout.baseline)
+        # After every outcome: the p99 (a sort of the window) only where a guardrail reads it.
+        with_p99 = bool(rails.max_p99_latency_ratio)
+        base = rollout.windows[rollout.baseline].figures(rollout.baseline, with_p99=with_p99)
         for version in rollout.candidates:
-            figures = rollout.windows[version].figures(version)
+            figures = rollout.windows[version].figures(version, with_p99=with_p99)
             broken = self._broken(rollout, figures, base)
             if broken:
                 self._roll_back(rollout, version, *broken)
@@ -435,7 +437,7 @@ class RolloutRouter:
             return
         held_s = time.monotonic() - rollout.step_started
         for version in rollout.candidates:
-            figures = rollout.windows[version].figures(version)
+            figures = rollout.windows[version].figures(version, with_p99=False)
             if figures.samples >= rails.min_samples and held_s >= rollout.policy.promote_after_s:
                 self._promote(rollout, version, figures, held_s)
                 return
