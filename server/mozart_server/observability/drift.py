@@ -274,7 +274,7 @@ class DriftMonitor:
         self._mel_sums = np.zeros((mel_size, front_end.n_mels))
         self._mel_frames = np.zeros(mel_size)
         self._mel_seen = 0
-        # Windows with mel features at least this long: the reference's std floor.
+        # A band that never varied on the validation set would divide by zero.
         self._mel_std = np.maximum(reference.mel_std, 1e-6)
 
     def observe(self, waveforms: FloatArray, probabilities: FloatArray) -> None:
