@@ -323,10 +323,6 @@ class RolloutRouter:
         rollout = self._rollouts.get(name)
         return rollout.policy.named_versions if rollout is not None else set()
 
-    def has_rollout(self, name: str) -> bool:
-        """Whether the model has a rollout."""
-        return name in self._rollouts
-
     # Routing
 
     def choose(self, name: str, serving: Collection[str], routing_key: str) -> str:
@@ -504,14 +500,11 @@ class RolloutRouter:
     ) -> None:
         current = rollout.weights.get(version, 0)
         step = next((s for s in PROMOTION_STEPS if s > current), 100)
-        others = [v for v, weight in rollout.weights.items() if weight > 0 and v != version]
         rollout.weights = dict.fromkeys(rollout.weights, 0)
         rollout.weights[version] = step
         rest = 100 - step
         if rest:
             rollout.weights[rollout.baseline] = rest
-        for other in others:
-            rollout.weights.setdefault(other, 0)
         if rollout.shadow == version:
             rollout.shadow = ""
         # Each step is judged on its own outcomes, held for promote_after_s again.
