@@ -15,10 +15,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from mozart_proto.inference import grpc_service_pb2_grpc as v2_grpc
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 from tests.server.streams import audio_messages, config_message
-from tests.support.lifecycle import rpc_error, wait_for
+from tests.support.lifecycle import infer_request, rpc_error, wait_for
 from tests.support.models import build_test_model
 from tests.support.rollout import ROUTING_KEY, classify, clip, rollout, set_rollout
 from tests.support.server import InProcessServer, running_server
@@ -187,3 +188,17 @@ def test_rollout_toml_is_read_with_the_repository(tmp_path: Path) -> None:
         assert dict(rollout(stub).weights) == {"1": 0, "2": 100}
         policy_file.unlink()
         assert wait_for(lambda: rollout(stub).state == pb.ROLLOUT_STATE_NONE)
+
+
+def test_v2_model_infer_without_a_version_follows_the_rollout(
+    stub: pb_grpc.AudioClassifierStub, server: InProcessServer
+) -> None:
+    set_rollout(stub, weights={"1": 100, "2": 0}, guardrails=NO_RAILS)
+    with grpc.insecure_channel(server.address) as channel:
+        v2_stub = v2_grpc.GRPCInferenceServiceStub(channel)
+        versions = {
+            v2_stub.ModelInfer(infer_request(), timeout=30).model_version for _ in range(10)
+        }
+    # Without the rollout the newest (2) would answer.
+    assert versions == {"1"}
+    _clear(stub)
