@@ -25,7 +25,14 @@ from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 from tests.server.streams import audio_messages, config_message
 from tests.support.lifecycle import wait_for
 from tests.support.models import build_test_model
-from tests.support.rollout import build_candidate, classify, clip, rollout, set_rollout
+from tests.support.rollout import (
+    ROUTING_KEY,
+    build_candidate,
+    classify,
+    clip,
+    rollout,
+    set_rollout,
+)
 from tests.support.server import InProcessServer, running_server
 
 NON_FINITE = "non-finite scores"
@@ -268,3 +275,58 @@ def test_concurrent_callers_see_only_the_candidates_own_errors_and_none_after_ro
     assert all(o.code == grpc.StatusCode.OK and o.version == "1" for o in after)
     failed = sum(o.code != grpc.StatusCode.OK for o in before)
     print(f"concurrent rollback: {failed} candidate errors among {len(before)} calls before it")
+
+
+def _paced(audio: bytes, first_window: threading.Event) -> Iterator[pb.StreamClassifyRequest]:
+    yield config_message(hop_ms=250)
+    for index, message in enumerate(audio_messages(audio, [4_000])):
+        yield message
+        if index == 4:  # wait until the rollback has happened, mid-stream
+            first_window.wait(60)
+
+
+def test_a_stream_open_on_the_candidate_finishes_on_it_after_the_rollback(
+    stub: pb_grpc.AudioClassifierStub,
+) -> None:
+    rails = pb.RolloutGuardrails(max_error_ratio=0.2, min_samples=5, window_size=50)
+    set_rollout(stub, weights={"1": 50, "2": 50}, guardrails=rails)
+    key = next(
+        f"k{n}" for n in range(200) if classify(stub, QUIET, key=f"k{n}").model_version == "2"
+    )
+    rolled_back = threading.Event()
+    responses: list[pb.StreamClassifyResponse] = []
+
+    def run_stream() -> None:
+        call = stub.StreamClassify(
+            _paced(clip(3.0, seed=8, peak=0.3), rolled_back),
+            metadata=((ROUTING_KEY, key),),
+            timeout=60,
+        )
+        for response in call:
+            responses.append(response)
+            first_window.set()
+
+    first_window = threading.Event()
+    stream = threading.Thread(target=run_stream, daemon=True)
+    stream.start()
+    assert first_window.wait(60)  # the stream has resolved its version
+    # Calls that name the candidate count against it: loud ones fail until it is rolled back.
+    while rollout(stub).state != pb.ROLLOUT_STATE_ROLLED_BACK:
+        assert _call_version(stub, LOUD, "2") == grpc.StatusCode.INTERNAL
+    rolled_back.set()
+    stream.join(60)
+    windows = [r.window for r in responses if r.WhichOneof("result") == "window"]
+    assert responses[-1].is_final  # the stream ended with its summary, not an error
+    assert len(windows) == 11  # 3 s at a 250 ms hop, 0.5 s windows
+    assert {w.model_version for w in windows} == {"2"}
+    # A new stream with the same key now goes to the baseline.
+    assert classify(stub, QUIET, key=key).model_version == "1"
+
+
+def _call_version(stub: pb_grpc.AudioClassifierStub, audio: bytes, version: str) -> grpc.StatusCode:
+    try:
+        classify(stub, audio, version=version)
+    except grpc.RpcError as error:
+        code: grpc.StatusCode = error.code()
+        return code
+    return grpc.StatusCode.OK
