@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
-from mozart_client import Client
+from mozart_client import AsyncClient, Client
 from mozart_client.errors import InvalidInputError, NotFoundError, ServerError
 from mozart_client.results import RolloutState
 from tests.client.test_cli import mozart
@@ -86,3 +87,20 @@ def test_the_sdk_refuses_bad_rollouts_with_typed_errors(tmp_path: Path) -> None:
         with pytest.raises(InvalidInputError):
             client.rollout_status("")
         assert client.set_rollout("tiny", None).state is RolloutState.NONE
+
+
+def test_the_async_client_sets_and_reads_a_rollout(tmp_path: Path) -> None:
+    build_test_model(tmp_path, version="1")
+    build_test_model(tmp_path, version="2", seed=2)
+
+    async def scenario(address: str) -> None:
+        async with AsyncClient(address) as client:
+            status = await client.set_rollout("tiny", {"1": 0, "2": 100}, shadow="")
+            assert status.weights == {"1": 0, "2": 100}
+            assert (await client.rollout_status("tiny")).state is RolloutState.ACTIVE
+            with pytest.raises(InvalidInputError, match="sum to 100"):
+                await client.set_rollout("tiny", {"1": 1})
+            assert (await client.set_rollout("tiny", None)).state is RolloutState.NONE
+
+    with running_server(tmp_path) as server:
+        asyncio.run(scenario(server.address))
