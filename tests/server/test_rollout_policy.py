@@ -10,11 +10,10 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from mozart_server.errors import InvalidArgumentError
-from mozart_server.models.rollout import (
+from mozart_server.models.rollout import RolloutRouter, RolloutState
+from mozart_server.models.rollout_policy import (
     Guardrails,
     RolloutPolicy,
-    RolloutRouter,
-    RolloutState,
     check_policy,
     parse_policy,
 )

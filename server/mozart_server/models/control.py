@@ -32,7 +32,8 @@ from mozart_server.models.repository import (
     select_versions,
     version_dirs,
 )
-from mozart_server.models.rollout import ROLLOUT_FILE, RolloutPolicy, RolloutStatus
+from mozart_server.models.rollout import RolloutStatus
+from mozart_server.models.rollout_policy import ROLLOUT_FILE, RolloutPolicy
 from mozart_server.observability.metrics import ServerMetrics
 from mozart_server.settings import (
     ModelControlMode,

@@ -15,12 +15,8 @@ from mozart_server.inference.streams import StreamRequest
 from mozart_server.models.control import ModelStatus, VersionState
 from mozart_server.models.manifest import Manifest
 from mozart_server.models.registry import ServingVersion
-from mozart_server.models.rollout import (
-    Guardrails,
-    RolloutPolicy,
-    RolloutState,
-    RolloutStatus,
-)
+from mozart_server.models.rollout import RolloutState, RolloutStatus
+from mozart_server.models.rollout_policy import Guardrails, RolloutPolicy
 from mozart_server.tensors import FloatArray
 
 # Raw PCM, AUTO, and every container of the shared list (mozart_proto.v1.audio_formats).
