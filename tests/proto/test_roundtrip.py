@@ -111,6 +111,8 @@ def test_both_services_are_declared() -> None:
         "ListModelStatus",
         "LoadModel",
         "UnloadModel",
+        "GetRollout",
+        "SetRollout",
     ]
     v2 = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     assert {
