@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from mozart_server.errors import FailedPreconditionError, ModelLoadError, NotFoundError
 from mozart_server.models.loader import VersionLoader
-from mozart_server.models.registry import ModelRegistry, ServingVersion, version_key
+from mozart_server.models.registry import ModelRegistry, ServingVersion
 from mozart_server.models.repository import (
     Fingerprint,
     VersionDir,
@@ -31,6 +31,7 @@ from mozart_server.models.repository import (
     model_names,
     select_versions,
     version_dirs,
+    version_key,
 )
 from mozart_server.models.rollout import RolloutStatus
 from mozart_server.models.rollout_policy import ROLLOUT_FILE, RolloutPolicy

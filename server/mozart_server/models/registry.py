@@ -20,6 +20,7 @@ from mozart_server.batching.batcher import DynamicBatcher
 from mozart_server.engines import Engine
 from mozart_server.errors import MozartError, NotFoundError
 from mozart_server.models.manifest import Manifest
+from mozart_server.models.repository import version_key
 from mozart_server.models.rollout import RolloutRouter
 from mozart_server.observability.metrics import ServerMetrics
 
@@ -91,11 +92,6 @@ class RegistryChange:
 
 
 RegistryListener = Callable[[RegistryChange], None]
-
-
-def version_key(version: str) -> tuple[int, str]:
-    """Sort key of version names: numbers in numeric order."""
-    return (int(version), version) if version.isdigit() else (-1, version)
 
 
 class ModelRegistry:

@@ -13,6 +13,11 @@ from mozart_server.settings import VersionPolicy
 Fingerprint = tuple[tuple[str, int, int], ...]
 
 
+def version_key(version: str) -> tuple[int, str]:
+    """Sort key of version names: numbers in numeric order."""
+    return (int(version), version) if version.isdigit() else (-1, version)
+
+
 @dataclass(frozen=True)
 class VersionDir:
     """A model version folder found on disk."""

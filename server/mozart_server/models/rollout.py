@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 
 from mozart_server.errors import InvalidArgumentError
+from mozart_server.models.repository import version_key
 from mozart_server.models.rollout_policy import (
     RolloutPolicy,
     check_policy,
     parse_policy,
-    version_order,
 )
 from mozart_server.observability.metrics import ServerMetrics
 from mozart_server.tensors import FloatArray
@@ -131,7 +131,7 @@ class _Rollout:
         self.weights = dict(policy.weights)
         self.shadow = policy.shadow
         given = [version for version, weight in policy.weights.items() if weight > 0]
-        self.baseline = min(given, key=version_order)
+        self.baseline = min(given, key=version_key)
         self.state = RolloutState.ACTIVE
         self.last_event: RolloutEvent | None = None
         size = policy.guardrails.window_size
@@ -141,7 +141,7 @@ class _Rollout:
     @property
     def candidates(self) -> list[str]:
         live = [v for v, weight in self.weights.items() if weight > 0 and v != self.baseline]
-        return sorted(live + ([self.shadow] if self.shadow else []), key=version_order)
+        return sorted(live + ([self.shadow] if self.shadow else []), key=version_key)
 
 
 class RolloutRouter:
@@ -224,7 +224,7 @@ class RolloutRouter:
             return ""
         live = sorted(
             ((v, w) for v, w in rollout.weights.items() if w > 0 and v in serving),
-            key=lambda item: version_order(item[0]),
+            key=lambda item: version_key(item[0]),
         )
         total = sum(weight for _, weight in live)
         if not total:
@@ -453,7 +453,7 @@ class RolloutRouter:
             source=rollout.source,
             last_event=rollout.last_event,
             versions=tuple(
-                rollout.windows[v].figures(v) for v in sorted(rollout.windows, key=version_order)
+                rollout.windows[v].figures(v) for v in sorted(rollout.windows, key=version_key)
             ),
             shadow=rollout.shadow,
         )

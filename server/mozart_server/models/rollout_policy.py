@@ -13,6 +13,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from mozart_server.errors import InvalidArgumentError
+from mozart_server.models.repository import version_key
 
 ROLLOUT_FILE = "rollout.toml"
 
@@ -44,11 +45,6 @@ class RolloutPolicy:
         return set(self.weights) | ({self.shadow} if self.shadow else set())
 
 
-def version_order(version: str) -> tuple[int, str]:
-    """Sort key of version names: numbers in numeric order."""
-    return (int(version), version) if version.isdigit() else (-1, version)
-
-
 def check_policy(policy: RolloutPolicy, on_disk: Collection[str]) -> None:
     """Checks a policy against the model's version folders.
 
@@ -56,11 +52,11 @@ def check_policy(policy: RolloutPolicy, on_disk: Collection[str]) -> None:
         InvalidArgumentError: naming what is wrong (unknown versions, weights not summing
             to 100, a guardrail out of range).
     """
-    unknown = sorted(policy.named_versions - set(on_disk), key=version_order)
+    unknown = sorted(policy.named_versions - set(on_disk), key=version_key)
     if unknown:
         raise InvalidArgumentError(
             f"the rollout names versions {unknown} that the repository does not have "
-            f"(it has: {sorted(on_disk, key=version_order)})"
+            f"(it has: {sorted(on_disk, key=version_key)})"
         )
     if not policy.weights:
         raise InvalidArgumentError(
