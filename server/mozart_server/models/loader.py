@@ -7,7 +7,6 @@ version loads; the version takes traffic only once `load` returns it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
 
@@ -17,7 +16,6 @@ from mozart_server.batching.batcher import BatcherConfig, DynamicBatcher
 from mozart_server.engines import Engine, EngineFactory
 from mozart_server.errors import ModelLoadError
 from mozart_server.models.manifest import (
-    MANIFEST_FILE,
     Manifest,
     check_against_graph,
     read_manifest,
@@ -75,9 +73,7 @@ def warm_up(engine: Engine, manifest: Manifest, batch_sizes: Sequence[int]) -> N
                 raise ModelLoadError(f"warm-up at batch {batch_size} gave non-finite scores")
 
 
-def drift_reference(
-    version_dir: VersionDir, manifest: Manifest
-) -> tuple[ReferenceStats, FrontEnd] | None:
+def drift_reference(manifest: Manifest) -> tuple[ReferenceStats, FrontEnd] | None:
     """The drift reference of a version: None when model.json has no usable reference_stats.
 
     A version without them (or with a front end the server cannot reproduce) serves
@@ -85,14 +81,12 @@ def drift_reference(
     """
     labels = {"model": manifest.name, "version": manifest.version}
     try:
-        # The server's Manifest leaves these out: they matter here only.
-        raw = json.loads((version_dir.path / MANIFEST_FILE).read_text())
-        reference = ReferenceStats.from_manifest(raw.get("reference_stats") or {}, manifest.labels)
+        reference = ReferenceStats.from_manifest(manifest.reference_stats, manifest.labels)
         if reference is None:
             logger.info("no reference_stats in model.json: no drift scores", extra=labels)
             return None
-        front_end = FrontEnd.from_manifest(raw.get("front_end") or {}, manifest.sample_rate_hz)
-    except (OSError, ValueError) as error:
+        front_end = FrontEnd.from_manifest(manifest.front_end, manifest.sample_rate_hz)
+    except ValueError as error:
         logger.warning(
             "reference_stats unusable: no drift scores", extra={**labels, "reason": str(error)}
         )
@@ -121,7 +115,7 @@ class VersionLoader:
 
     def _load_blocking(self, version_dir: VersionDir) -> _Loaded:
         manifest = read_manifest(version_dir)
-        reference = None if self._drift is None else drift_reference(version_dir, manifest)
+        reference = None if self._drift is None else drift_reference(manifest)
         engine = self._engines.create(manifest.name, version_dir.path, manifest.artifacts)
         self._metrics.engines_open.inc()
         try:

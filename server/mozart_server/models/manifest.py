@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,6 +34,10 @@ class Manifest(BaseModel):
     outputs: tuple[TensorSpec, ...] = Field(min_length=1)
     #: What `mozart optimize` admitted beside model.onnx (engines/artifacts.py).
     artifacts: tuple[Artifact, ...] = ()
+    #: The training data's statistics and the front end that made them, as model.json
+    #: holds them; the drift statistics read and check them (observability/drift.py).
+    reference_stats: dict[str, Any] = Field(default_factory=dict)
+    front_end: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def window_ms(self) -> int:
