@@ -2,8 +2,9 @@
 
 The server and benchmark tests need a version with an admitted artifact beside
 model.onnx without running the whole `mozart optimize` pipeline. This quantizes the
-version's own graph with ONNX Runtime (calibrated on seeded sine-and-noise windows) and
-records it in model.json the way `mozart optimize` does, with the figures the test gives.
+version's own graph with `mozart optimize`'s INT8 step (calibrated on seeded windows of
+sines and noise) and records it in model.json the way `mozart optimize` does, with the
+figures the test gives.
 
     from tests.support.artifacts import add_int8_artifact
     add_int8_artifact(version_dir, throughput_ratio=1.4)
@@ -12,34 +13,25 @@ records it in model.json the way `mozart optimize` does, with the figures the te
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    QuantFormat,
-    QuantType,
-    quantize_static,
-)
 
+from mozart_optimize.quantize import quantize_int8
 from mozart_server.engines.artifacts import file_sha256
 
 
-class _Windows(CalibrationDataReader):  # type: ignore[misc]  # untyped base
-    def __init__(self, window_samples: int, count: int = 32, seed: int = 0) -> None:
-        rng = np.random.default_rng(seed)
-        t = np.arange(window_samples) / 16_000
-        self._batches = [
-            (
-                0.3 * np.sin(2 * np.pi * rng.uniform(100, 2000) * t)
-                + 0.05 * rng.standard_normal(window_samples)
-            ).astype(np.float32)[None, :]
-            for _ in range(count)
-        ]
-
-    def get_next(self) -> dict[str, Any] | None:
-        return {"waveform": self._batches.pop()} if self._batches else None
+def _windows(window_samples: int, count: int = 32, seed: int = 0) -> np.ndarray:
+    """Seeded sines with noise: enough to calibrate the test model's activations."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(window_samples) / 16_000
+    return np.stack([
+        0.3 * np.sin(2 * np.pi * rng.uniform(100, 2000) * t)
+        + 0.05 * rng.standard_normal(window_samples)
+        for _ in range(count)
+    ]).astype(np.float32)  # fmt: skip
 
 
 def add_artifact_record(version_dir: Path, record: dict[str, Any]) -> None:
@@ -58,19 +50,16 @@ def add_int8_artifact(
     provider: str = "CPUExecutionProvider",
     record_digest: bool = True,
 ) -> Path:
-    """Quantizes model.onnx to `file` (static, QDQ, per-channel INT8) and lists it."""
+    """Quantizes model.onnx to `file` with `mozart optimize`'s INT8 step and lists it."""
     manifest = json.loads((version_dir / "model.json").read_text())
     target = version_dir / file
-    quantize_static(
-        str(version_dir / "model.onnx"),
-        str(target),
-        _Windows(int(manifest["window_samples"])),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        activation_type=QuantType.QUInt8,
-        op_types_to_quantize=["MatMul"],
-    )
+    with tempfile.TemporaryDirectory() as work:
+        quantize_int8(
+            version_dir / "model.onnx",
+            target,
+            _windows(int(manifest["window_samples"])),
+            work_dir=Path(work),
+        )
     speed = {"batch1_latency_ratio": throughput_ratio, "best_throughput_ratio": throughput_ratio}
     add_artifact_record(
         version_dir,

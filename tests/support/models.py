@@ -69,6 +69,8 @@ def build_test_graph(
         helper.make_node("Add", ["logits_raw", "b_out"], ["logits"]),
         score_node,
     ]
+    for index, node in enumerate(nodes):  # exporters name their nodes; optimizers rely on it
+        node.name = f"{node.op_type.lower()}_{index}"
     graph = helper.make_graph(
         nodes,
         "mozart_test_model",
