@@ -44,6 +44,13 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS_S,
             registry=registry,
         )
+        self.stream_window_latency = Histogram(
+            "mozart_stream_window_latency_seconds",
+            "Stream window: from the arrival of the chunk that completed it to its result's send.",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "mozart_batch_size",
             "Windows per batch the engine ran.",
