@@ -151,3 +151,30 @@ def test_no_scores_before_min_windows() -> None:
     assert monitor.evaluate() is None
     monitor.observe(windows[:1], _one_hot(np.zeros(1, dtype=np.int64)))
     assert monitor.evaluate() is not None
+
+
+def test_the_graphs_own_frames_give_the_mel_statistics_of_the_numpy_copy() -> None:
+    from mozart_server.engines.onnx import OnnxEngine  # noqa: PLC0415
+    from mozart_server.settings import OnnxSettings  # noqa: PLC0415
+
+    engine = OnnxEngine(MODEL_DIR / "model.onnx", OnnxSettings())
+    assert engine.split, engine.split_note
+    windows = _demo_windows()
+    features = engine.features(windows)
+    probabilities = _one_hot(np.arange(len(windows)))
+    config = DriftConfig(window_windows=10, min_windows=1, mel_every_windows=1)
+    from_samples = DriftMonitor(REFERENCE, FRONT_END, config, {})
+    from_samples.observe(windows, probabilities)
+    from_frames = DriftMonitor(REFERENCE, FRONT_END, config, {})
+    from_frames.observe(windows, probabilities, features)
+    # Frames of the wrong shape are not trusted: the monitor computes its own.
+    wrong = DriftMonitor(REFERENCE, FRONT_END, config, {})
+    wrong.observe(windows, probabilities, features[:, :, :10])
+    expected, got, fallback = from_samples.evaluate(), from_frames.evaluate(), wrong.evaluate()
+    assert expected is not None
+    assert got is not None
+    assert fallback is not None
+    assert got.mel_windows == expected.mel_windows == len(windows)
+    assert got.mel_mean_shift == pytest.approx(expected.mel_mean_shift, abs=1e-4)
+    assert fallback == expected
+    assert (got.rms_psi, got.class_psi) == (expected.rms_psi, expected.class_psi)

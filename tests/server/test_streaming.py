@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
 import grpc
 import numpy as np
+import onnxruntime as ort
 import pytest
+import soundfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
+from mozart_server.audio.decode import resample
+from mozart_server.audio.windowing import cut_windows, hop_samples
+from mozart_server.engines import EngineFactory
+from mozart_server.models.manifest import Manifest
+from mozart_server.settings import EngineSettings
 from tests.server.streams import audio_messages, config_message, run_stream
 from tests.support.audio import encode, music_clip
-from tests.support.server import InProcessServer
+from tests.support.server import InProcessServer, running_server
 
 S16 = pb.AUDIO_ENCODING_PCM_S16LE
 
@@ -107,3 +118,96 @@ def test_any_chunking_gives_the_windows_and_scores_of_classify(
         [w.scores for w in windows], [w.scores for w in whole.windows], atol=1e-4
     )
     np.testing.assert_allclose(responses[-1].summary.scores, whole.summary.scores, atol=1e-4)
+
+
+# The default model, whose engine is split at its log-mel output: streams and overlapping
+# clips share mel frames between windows and only the body runs per window.
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSER = ROOT / "models" / "composer-cnn" / "1"
+CLIPS = sorted((ROOT / "demo" / "clips").glob("*.flac"))
+
+
+@pytest.fixture(scope="module")
+def composer_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repository = tmp_path_factory.mktemp("composer")
+    shutil.copytree(
+        COMPOSER, repository / "composer-cnn" / "1", ignore=shutil.ignore_patterns("optimize")
+    )
+    return repository
+
+
+@pytest.fixture(scope="module")
+def composer(composer_repository: Path) -> Iterator[InProcessServer]:
+    with running_server(composer_repository) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def composer_stub(composer: InProcessServer):
+    with grpc.insecure_channel(composer.address) as channel:
+        yield pb_grpc.AudioClassifierStub(channel)
+
+
+@pytest.fixture(scope="module")
+def full_graph(composer_repository: Path):
+    """The full graph of the artifact the server chose (no split): the parity reference."""
+    version = composer_repository / "composer-cnn" / "1"
+    manifest = Manifest.model_validate_json((version / "model.json").read_text())
+    chosen = EngineFactory(EngineSettings()).choose("composer-cnn", version, manifest.artifacts)
+    return ort.InferenceSession(str(version / chosen.file), providers=["CPUExecutionProvider"])
+
+
+def _full_graph_scores(session, data: bytes, rate: int, hop_ms: int) -> np.ndarray:
+    pcm = (np.frombuffer(data, "<i2") / 32768).astype(np.float32)  # as the server decodes
+    samples = resample(pcm, rate, 16_000)
+    windows = cut_windows(samples, 48_000, hop_samples(hop_ms, 16_000))
+    return np.asarray(session.run(["probabilities"], {"waveform": windows})[0])
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    clip=st.sampled_from(CLIPS),
+    seconds=st.floats(2.0, 5.0),
+    rate=st.sampled_from([16_000, 16_000, 22_050, 44_100]),
+    # 250 ms is 12.5 STFT hops (the window's samples go); 3000 ms does not overlap.
+    hop_ms=st.sampled_from([200, 250, 500, 1000, 1500, 3000]),
+    chunk_sizes=st.lists(st.integers(1, 24_000), min_size=1, max_size=6),
+)
+def test_incremental_frames_score_as_the_full_graph_on_real_clips(
+    composer_stub, full_graph, clip, seconds, rate, hop_ms, chunk_sizes
+) -> None:
+    audio = soundfile.read(clip, dtype="float32")[0][: round(seconds * 16_000)]
+    data = encode(resample(audio, 16_000, rate), rate, S16)
+    expected = _full_graph_scores(full_graph, data, rate, hop_ms)
+    messages = [config_message(S16, rate=rate, hop_ms=hop_ms, name="composer-cnn")]
+    responses, error = run_stream(composer_stub, messages + audio_messages(data, chunk_sizes))
+    assert error is None, error
+    windows = [r.window for r in responses if r.WhichOneof("result") == "window"]
+    assert [w.index for w in windows] == list(range(len(expected)))
+    np.testing.assert_allclose([w.scores for w in windows], expected, atol=1e-4)
+    request = pb.ClassifyRequest(
+        model=pb.ModelRef(name="composer-cnn"),
+        format=pb.AudioFormat(encoding=S16, sample_rate_hz=rate, channels=1),
+        audio=data,
+        hop_ms=hop_ms,
+    )
+    whole = composer_stub.Classify(request, timeout=30)
+    np.testing.assert_allclose([w.scores for w in whole.windows], expected, atol=1e-4)
+
+
+def test_every_window_sent_is_one_latency_observation(composer, composer_stub) -> None:
+    labels = {"model": "composer-cnn", "version": "1"}
+    name = "mozart_stream_window_latency_seconds_count"
+    before = composer.metric(name, **labels)
+    data = encode(soundfile.read(CLIPS[0], dtype="float32")[0], 16_000, S16)
+    messages = [config_message(S16, hop_ms=1000, name="composer-cnn")]
+    responses, error = run_stream(composer_stub, messages + audio_messages(data, [3200]))
+    assert error is None, error
+    sent = sum(1 for r in responses if r.WhichOneof("result") == "window")
+    assert sent == 4  # 6 s at a 1 s hop over 3 s windows
+    assert composer.metric(name, **labels) - before == sent
+    assert "mozart_stream_window_latency_seconds_bucket" in composer.scrape()

@@ -43,3 +43,22 @@ def cut_window_range(
     start = first * hop
     end = (first + count - 1) * hop + window_samples
     return cut_windows(samples[start:end], window_samples, hop)[:count]
+
+
+def cut_frame_windows(frames: FloatArray, window_frames: int, step: int, count: int) -> FloatArray:
+    """The mel windows of `count` windows `step` frames apart, from a run of frames.
+
+    Args:
+        frames: [1, 1, n_mels, total_frames], the front end's frames of the samples from
+            the first window's start (so window j is frames j*step .. j*step+window_frames-1).
+        window_frames: frames per model window.
+        step: the window hop in frames.
+        count: how many windows.
+
+    Returns:
+        A contiguous [count, 1, n_mels, window_frames] float32 array.
+    """
+    view = np.lib.stride_tricks.sliding_window_view(frames[0], window_frames, axis=-1)
+    # view: [1, n_mels, positions, window_frames] -> [count, 1, n_mels, window_frames]
+    picked = view[:, :, : (count - 1) * step + 1 : step]
+    return np.ascontiguousarray(np.moveaxis(picked, 2, 0), dtype=np.float32)

@@ -1,4 +1,10 @@
-"""The dynamic batcher: windows from every request and stream of one model version, run together."""
+"""The dynamic batcher: windows from every request and stream of one model version, run together.
+
+A window comes as samples, or as samples with its mel frames already computed (streams
+and overlapping clips share frames between windows, inference/streams.py). When the
+engine is split (engines/split.py), one batch may mix both: the worker thread runs the
+front end once for the rows that came without frames, then the body once for all rows.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from mozart_server.engines import Engine, EngineOutputs
+from mozart_server.engines.split import FrameGeometry
 from mozart_server.errors import DeadlineExceededError, ResourceExhaustedError, UnavailableError
 from mozart_server.observability.metrics import ServerMetrics
 from mozart_server.tensors import FloatArray
@@ -35,8 +42,13 @@ class BatcherConfig:
 class BatchObserver(Protocol):
     """Sees every computed batch of a version (e.g. observability/drift.py's DriftMonitor)."""
 
-    def observe(self, waveforms: FloatArray, probabilities: FloatArray) -> None:
-        """Takes in one batch's windows and scores; called in the engine's worker thread."""
+    def observe(
+        self, waveforms: FloatArray, probabilities: FloatArray, features: FloatArray | None = None
+    ) -> None:
+        """Takes in one batch's windows, scores and (split engines) mel frames.
+
+        Called in the engine's worker thread; `features` is [rows, 1, n_mels, frames].
+        """
 
     def close(self) -> None:
         """The batcher closed: no more batches come."""
@@ -78,6 +90,7 @@ class _Pending:
     deadline: float | None  # time.monotonic() seconds
     enqueued_at: float
     future: asyncio.Future[BatchResult] = field(repr=False)
+    features: FloatArray | None = field(default=None, repr=False)  # the rows' mel frames
 
     @property
     def rows(self) -> int:
@@ -100,8 +113,10 @@ class DynamicBatcher:
         model_version: str,
         *,
         observer: BatchObserver | None = None,
+        frames: FrameGeometry | None = None,
     ) -> None:
         self._engine = engine
+        self._frames = frames if engine.split else None
         self._observer = observer
         self._config = config
         self._labels = {"model": model_name, "version": model_version}
@@ -124,6 +139,11 @@ class DynamicBatcher:
     def config(self) -> BatcherConfig:
         """The knobs this batcher runs with."""
         return self._config
+
+    @property
+    def frames(self) -> FrameGeometry | None:
+        """Where the engine's mel frames lie, when callers may submit frames; else None."""
+        return self._frames
 
     @property
     def queued_windows(self) -> int:
@@ -176,6 +196,8 @@ class DynamicBatcher:
         waveforms: FloatArray,
         deadline: float | None = None,
         reserved: Reservation | None = None,
+        *,
+        features: FloatArray | None = None,
     ) -> BatchResult:
         """Queues windows of shape [n, window_samples] and returns their outputs.
 
@@ -186,6 +208,10 @@ class DynamicBatcher:
             waveforms: float32 windows at the model's rate; n may exceed max_batch_size.
             deadline: `time.monotonic()` after which the windows are no longer wanted.
             reserved: room held for this call by `reservation`, used up here.
+            features: the windows' mel frames [n, 1, n_mels, frames], computed by the
+                engine's front end (`Engine.features`), so that only the body runs for
+                them; ignored unless `frames` is set. The waveforms still go to the
+                batch observer.
 
         Raises:
             ResourceExhaustedError: the queue has no room for all the windows.
@@ -193,12 +219,20 @@ class DynamicBatcher:
             UnavailableError: the batcher is closing.
         """
         rows = int(waveforms.shape[0])
+        if features is not None and (self._frames is None or features.shape[0] != rows):
+            features = None  # samples alone are always enough
         if reserved is not None:
             self._release(reserved)  # in the same step as queueing: nobody can take it between
         self._check_admission(rows, deadline)
         size = self._config.max_batch_size
-        futures = [self._enqueue(waveforms[i : i + size], deadline)
-                   for i in range(0, rows, size)]  # fmt: skip
+        futures = [
+            self._enqueue(
+                waveforms[i : i + size],
+                deadline,
+                None if features is None else features[i : i + size],
+            )
+            for i in range(0, rows, size)
+        ]
         self._metrics.queue_depth.labels(**self._labels).set(self._queued_rows)
         self._wakeup.set()
         try:
@@ -257,10 +291,10 @@ class DynamicBatcher:
             )
 
     def _enqueue(
-        self, waveforms: FloatArray, deadline: float | None
+        self, waveforms: FloatArray, deadline: float | None, features: FloatArray | None
     ) -> asyncio.Future[BatchResult]:
         future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(waveforms, deadline, time.monotonic(), future))
+        self._queue.append(_Pending(waveforms, deadline, time.monotonic(), future, features))
         self._queued_rows += int(waveforms.shape[0])
         return future
 
@@ -340,8 +374,9 @@ class DynamicBatcher:
                 else np.concatenate([entry.waveforms for entry in batch])
             )
             loop = asyncio.get_running_loop()
+            parts = [(entry.rows, entry.features) for entry in batch]
             outputs, observe_s = await loop.run_in_executor(
-                self._executor, self._compute, waveforms
+                self._executor, self._compute, waveforms, parts
             )
         except Exception as error:
             logger.exception("a batch failed in the engine", extra=self._labels)
@@ -373,18 +408,54 @@ class DynamicBatcher:
                 )
             offset += entry.rows
 
-    def _compute(self, waveforms: FloatArray) -> tuple[EngineOutputs, float]:
+    def _compute(
+        self, waveforms: FloatArray, parts: Sequence[tuple[int, FloatArray | None]]
+    ) -> tuple[EngineOutputs, float]:
         """Runs the engine, then the observer, in a worker thread; returns the observer's time."""
-        outputs = self._engine.run(waveforms)
+        mel = None
+        if self._frames is None:
+            outputs = self._engine.run(waveforms)
+        else:
+            mel = self._batch_features(waveforms, parts)
+            outputs = self._engine.run_features(mel)
         if self._observer is None:
             return outputs, 0.0
         started = time.monotonic()
         try:
-            self._observer.observe(waveforms, outputs.probabilities)
+            self._observer.observe(waveforms, outputs.probabilities, mel)
         except Exception:
             # Statistics never fail a batch.
             logger.exception("the batch observer failed", extra=self._labels)
         return outputs, time.monotonic() - started
+
+    def _batch_features(
+        self, waveforms: FloatArray, parts: Sequence[tuple[int, FloatArray | None]]
+    ) -> FloatArray:
+        """The batch's mel frames: those submitted, and the front end's for the other rows.
+
+        `parts` holds each caller's (rows, frames or None), in the order of the rows.
+        """
+        given = [frames for _, frames in parts if frames is not None]
+        if not given:
+            return self._engine.features(waveforms)
+        if len(given) == len(parts):
+            return given[0] if len(given) == 1 else np.concatenate(given)
+        # Mixed: one front-end run for all the rows that came without frames.
+        starts = np.cumsum([0, *(rows for rows, _ in parts)])
+        bare = [
+            waveforms[start : start + rows]
+            for (rows, frames), start in zip(parts, starts, strict=False)
+            if frames is None
+        ]
+        computed = self._engine.features(np.concatenate(bare))
+        merged, used = [], 0
+        for rows, frames in parts:
+            if frames is None:
+                merged.append(computed[used : used + rows])
+                used += rows
+            else:
+                merged.append(frames)
+        return np.concatenate(merged)
 
     async def aclose(self) -> None:
         """Stops taking work, lets queued and running batches finish, then stops the worker threads.

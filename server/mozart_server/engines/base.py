@@ -52,8 +52,32 @@ class Engine(Protocol):
     def outputs(self) -> Sequence[TensorSpec]:
         """The graph's outputs, dynamic dimensions as -1."""
 
+    @property
+    def split(self) -> bool:
+        """Whether the front end runs apart from the body (`features`, `run_features` work)."""
+
+    @property
+    def split_note(self) -> str:
+        """Where the graph was cut, or why it was not (logged at load)."""
+
     def run(self, waveforms: FloatArray) -> EngineOutputs:
         """Runs one batch of shape [batch, window_samples]; thread-safe up to `instances`."""
+
+    def features(self, waveforms: FloatArray) -> FloatArray:
+        """The front end alone: [batch, samples] -> mel frames [batch, 1, n_mels, frames].
+
+        Any number of samples of at least one STFT frame; thread-safe, from any thread.
+
+        Raises:
+            NotImplementedError: the engine is not split.
+        """
+
+    def run_features(self, features: FloatArray) -> EngineOutputs:
+        """The body alone, on mel windows [batch, 1, n_mels, frames]; thread-safe up to `instances`.
+
+        Raises:
+            NotImplementedError: the engine is not split.
+        """
 
     def close(self) -> None:
         """Releases the engine's sessions."""

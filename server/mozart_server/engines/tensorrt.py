@@ -233,6 +233,9 @@ class TensorRTEngine:
 
     kind = TENSORRT
     device = "gpu"
+    # A plan is one fused graph: it cannot be cut at its log-mel output.
+    split = False
+    split_note = "a TensorRT plan is not split: the full graph runs per window"
 
     def __init__(self, plan: Path, settings: TensorRTSettings, artifact: Artifact) -> None:
         """Deserializes the plan and makes the contexts, streams and buffers.
@@ -448,6 +451,14 @@ class TensorRTEngine:
             if output in OUTPUT_NAMES
         }
         return EngineOutputs(results["probabilities"], results["logits"], results["embedding"])
+
+    def features(self, waveforms: FloatArray) -> FloatArray:
+        """Not split: raises NotImplementedError."""
+        raise NotImplementedError(self.split_note)
+
+    def run_features(self, features: FloatArray) -> EngineOutputs:
+        """Not split: raises NotImplementedError."""
+        raise NotImplementedError(self.split_note)
 
     def close(self) -> None:
         """Frees the device and pinned memory and the streams, after running batches end."""

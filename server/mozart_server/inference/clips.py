@@ -4,6 +4,11 @@ Admission comes first and costs no decoding: the call cap, the hop, and, from th
 clip's size or header, its duration, its window count and whether the queue has room.
 A clip with more windows than the queue holds goes to the batcher in slices, each
 waiting for room, so a long clip is slow under load but never refused forever.
+
+Overlapping windows (a hop shorter than the window, and a whole number of STFT hops)
+share their mel frames when the engine is split: each slice's frames are computed once,
+in a worker thread, the slice's mel windows are cut from them, and only the body runs
+for them in the batch. Other hops send samples, and the batch runs the front end.
 """
 
 from __future__ import annotations
@@ -27,7 +32,12 @@ from mozart_server.audio.decode import (
     resample,
 )
 from mozart_server.audio.probe import estimated_length
-from mozart_server.audio.windowing import cut_window_range, hop_samples, window_count
+from mozart_server.audio.windowing import (
+    cut_frame_windows,
+    cut_window_range,
+    hop_samples,
+    window_count,
+)
 from mozart_server.batching.batcher import BatchResult, DynamicBatcher, Reservation
 from mozart_server.engines import EngineOutputs
 from mozart_server.errors import (
@@ -236,10 +246,9 @@ class ClipClassifier:
     ) -> tuple[FloatArray, float, float]:
         """Every window's scores, in one submission or in slices; (scores, queue s, compute s)."""
         batcher = model.batcher
-        window = model.manifest.window_samples
         if count <= batcher.capacity:
-            windows = cut_window_range(samples, window, hop, 0, count)
-            result = await batcher.submit(windows, deadline, reserved)
+            windows, features = await _windows(model, samples, hop, 0, count)
+            result = await batcher.submit(windows, deadline, reserved, features=features)
             ensure_finite(result.outputs.probabilities, model, self._metrics)
             return result.outputs.probabilities, result.queue_time_s, result.compute_time_s
         size = max(1, batcher.capacity // SLICE_SHARE_OF_QUEUE)
@@ -248,9 +257,11 @@ class ClipClassifier:
         try:
             for start in range(0, count, size):
                 slice_count = min(size, count - start)
+                # Cut before waiting: nothing may await between the room and the submit.
+                windows, features = await _windows(model, samples, hop, start, slice_count)
                 await batcher.wait_for_room(slice_count, deadline)
-                windows = cut_window_range(samples, window, hop, start, slice_count)
-                in_flight.append(asyncio.ensure_future(batcher.submit(windows, deadline)))
+                submitted = batcher.submit(windows, deadline, features=features)
+                in_flight.append(asyncio.ensure_future(submitted))
                 if len(in_flight) == 2:
                     results.append(await in_flight.popleft())
             while in_flight:
@@ -307,6 +318,21 @@ class ClipClassifier:
                 model.name, model.version, list(model.manifest.labels), result.outputs.probabilities
             )
         return model, result.outputs
+
+
+async def _windows(
+    model: ServingVersion, samples: FloatArray, hop: int, first: int, count: int
+) -> tuple[FloatArray, FloatArray | None]:
+    """Windows first..first+count-1 of a clip, and their mel windows when they overlap."""
+    window = model.manifest.window_samples
+    waveforms = cut_window_range(samples, window, hop, first, count)
+    geometry = model.batcher.frames
+    if geometry is None or count < 2 or hop >= window or not geometry.divides(hop):
+        return waveforms, None
+    span = samples[first * hop : (first + count - 1) * hop + window]
+    frames = await asyncio.to_thread(model.engine.features, span[np.newaxis])
+    step = hop // geometry.hop_length
+    return waveforms, cut_frame_windows(frames, geometry.window_frames, step, count)
 
 
 async def _submit(

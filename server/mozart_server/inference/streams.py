@@ -11,6 +11,15 @@ that stops taking results (the sink's writes wait) gets `stream_write_timeout_s`
 the stream ends RESOURCE_EXHAUSTED. Every task the session starts is cancelled and
 awaited when it ends, however it ends.
 
+Each window goes to the batcher with its mel frames when the engine is split and the
+stream's hop is a whole number of STFT hops (`FrameGeometry.divides`, e.g. 16,000 samples
+= 50 hops of 320): consecutive windows then share all but the last hop's frames, so a
+window computes only the frames of the audio it adds (`_StreamFrames`, in a worker
+thread, never on the event loop) and only the body runs for it in the batch. A hop that
+is not a whole number of STFT hops (e.g. 250 ms = 4,000 samples = 12.5 hops) sends the
+window's samples, and the batch's worker thread runs the front end on them: the same
+scores, at the full window's front-end cost.
+
 Shutdown reaches a session twice: `draining` (stop reading, finish the windows already
 read, send the summary marked `StreamEnd.DRAINED`) and `cut` (the grace period is
 over: end at once, UNAVAILABLE).
@@ -19,8 +28,9 @@ over: end at once, UNAVAILABLE).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol, TypeVar
@@ -30,7 +40,9 @@ import numpy as np
 from mozart_server.audio.decode import AudioFormat
 from mozart_server.audio.stream import StreamAudio, Window
 from mozart_server.audio.windowing import hop_samples
-from mozart_server.batching.batcher import BatchResult
+from mozart_server.batching.batcher import BatchResult, DynamicBatcher
+from mozart_server.engines import Engine
+from mozart_server.engines.split import FrameGeometry
 from mozart_server.errors import (
     InvalidArgumentError,
     NonFiniteScoresError,
@@ -110,6 +122,70 @@ class StreamSink(Protocol):
 class _InFlight:
     window: Window
     task: asyncio.Task[BatchResult]
+    arrived_at: float  # time.monotonic() when the chunk that completed the window came
+
+
+class _StreamFrames:
+    """The mel frames of a stream's last window; each window computes only those it adds.
+
+    `start` is called in window order, and each window's frames are the previous
+    window's minus its first `step` frames, plus the front end's frames of the window's
+    last samples (computed in a worker thread, at once, while the previous window's may
+    still be computing). A window that does not follow the previous one, or whose
+    previous frames failed, gets all its frames from its own samples.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        geometry: FrameGeometry,
+        hop: int,
+        spawn: Callable[[Coroutine[Any, Any, FloatArray]], asyncio.Task[FloatArray]],
+    ) -> None:
+        self._engine = engine
+        self._geometry = geometry
+        self._step = hop // geometry.hop_length
+        self._spawn = spawn
+        self._previous: asyncio.Task[FloatArray] | None = None
+        self._previous_index = -1
+
+    def start(self, window: Window) -> asyncio.Task[FloatArray]:
+        """Starts computing the frames of `window`, [1, 1, n_mels, frames]."""
+        frames = self._geometry.window_frames
+        follows = self._previous is not None and window.index == self._previous_index + 1
+        previous = self._previous if follows and self._step < frames else None
+        task = self._spawn(self._frames(window, previous))
+        self._previous, self._previous_index = task, window.index
+        return task
+
+    async def _frames(
+        self, window: Window, previous: asyncio.Task[FloatArray] | None
+    ) -> FloatArray:
+        hop_length, step = self._geometry.hop_length, self._step
+        if previous is None:
+            return await asyncio.to_thread(self._engine.features, window.samples[np.newaxis])
+        kept = self._geometry.window_frames - step
+        tail = window.samples[np.newaxis, kept * hop_length :]
+        new = await asyncio.to_thread(self._engine.features, tail)
+        try:
+            before = await asyncio.shield(previous)
+        except asyncio.CancelledError:
+            if not previous.cancelled():
+                raise  # this task itself is cancelled
+            before = None
+        except Exception:
+            before = None  # the previous window's frames failed (its own caller sees why)
+        if before is None:
+            return await asyncio.to_thread(self._engine.features, window.samples[np.newaxis])
+        return np.concatenate([before[..., step:], new], axis=-1)
+
+
+async def _submit_window(
+    batcher: DynamicBatcher, window: Window, frames: asyncio.Task[FloatArray] | None
+) -> BatchResult:
+    """Queues one window, with its frames when the stream computes them."""
+    features = None if frames is None else await frames
+    return await batcher.submit(window.samples[np.newaxis, :], features=features)
 
 
 class StreamSession:
@@ -197,14 +273,16 @@ class StreamSession:
                 "(stream_write_timeout_s); read them as they come"
             ) from None
 
-    async def _read_audio(self, source: StreamSource) -> bytes | None:
+    async def _read_audio(self, source: StreamSource) -> tuple[bytes | None, float]:
+        """The next chunk (None at the end) and when it arrived."""
         data = await self._before_idle_timeout(source.audio())
+        arrived_at = time.monotonic()
         if data is not None and len(data) > self._settings.max_chunk_bytes:
             raise InvalidArgumentError(
                 f"an audio chunk of {len(data)} bytes exceeds max_chunk_bytes "
                 f"({self._settings.max_chunk_bytes})"
             )
-        return data
+        return data, arrived_at
 
     async def _serve(
         self,
@@ -221,24 +299,32 @@ class StreamSession:
             manifest, request.hop_ms, request.top_k, request.smoothing,
             self._settings.default_top_k,
         )  # fmt: skip
+        hop = hop_samples(options.hop_ms, manifest.sample_rate_hz)
         audio = StreamAudio(
             request.audio_format,
             manifest.sample_rate_hz,
             manifest.window_samples,
-            hop_samples(options.hop_ms, manifest.sample_rate_hz),
+            hop,
             self._settings.float_samples,
         )
-        ready: deque[Window] = deque()
+        geometry = model.batcher.frames
+        frames = (
+            _StreamFrames(model.engine, geometry, hop, self._spawn)
+            if geometry is not None and geometry.divides(hop)
+            else None
+        )
+        ready: deque[tuple[Window, float]] = deque()
         pending: deque[_InFlight] = deque()
         cap = self._settings.max_windows_in_flight_per_stream
-        read_task: asyncio.Task[bytes | None] | None = None
+        read_task: asyncio.Task[tuple[bytes | None, float]] | None = None
         input_done = False
         end = StreamEnd.COMPLETE
         while True:
             while ready and len(pending) < cap:
-                window = ready.popleft()
-                batch = window.samples[np.newaxis, :]
-                pending.append(_InFlight(window, self._spawn(model.batcher.submit(batch))))
+                window, arrived_at = ready.popleft()
+                window_frames = None if frames is None else frames.start(window)
+                submitted = self._spawn(_submit_window(model.batcher, window, window_frames))
+                pending.append(_InFlight(window, submitted, arrived_at))
             if read_task is None and not input_done and not ready and len(pending) < cap:
                 # Once draining, the wait below returns at once and cancels this read.
                 read_task = self._spawn(self._read_audio(source))
@@ -256,13 +342,13 @@ class StreamSession:
             while pending and pending[0].task.done():
                 await self._send_window(model, pending.popleft(), options, sink)
             if read_task is not None and read_task.done():
-                data, read_task = read_task.result(), None
+                (data, arrived_at), read_task = read_task.result(), None
                 if data is not None:
-                    ready.extend(audio.push(data))
+                    ready.extend((window, arrived_at) for window in audio.push(data))
                     self._check_duration(audio)
                     continue
                 input_done = True
-                ready.extend(audio.finish())
+                ready.extend((window, arrived_at) for window in audio.finish())
             elif read_task is not None and drain.done():
                 # Draining for shutdown: stop reading, finish the windows of the audio
                 # read so far (a partial window or frame at its end is dropped), summarize.
@@ -322,3 +408,6 @@ class StreamSession:
             compute_time_s=result.compute_time_s,
         )
         await self._write(sink.window(model.manifest, scored, options.top_k))
+        self._metrics.stream_window_latency.labels(model=model.name, version=model.version).observe(
+            time.monotonic() - in_flight.arrived_at
+        )

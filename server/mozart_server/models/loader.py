@@ -14,6 +14,7 @@ import numpy as np
 
 from mozart_server.batching.batcher import BatcherConfig, DynamicBatcher
 from mozart_server.engines import Engine, EngineFactory
+from mozart_server.engines.split import FrameGeometry
 from mozart_server.errors import ModelLoadError
 from mozart_server.models.manifest import (
     Manifest,
@@ -94,8 +95,51 @@ def drift_reference(manifest: Manifest) -> tuple[ReferenceStats, FrontEnd] | Non
     return reference, front_end
 
 
-# What the worker thread hands back: the manifest, the warmed engine, the drift reference.
-_Loaded = tuple[Manifest, Engine, tuple[ReferenceStats, FrontEnd] | None]
+def frame_geometry(manifest: Manifest, engine: Engine) -> tuple[FrameGeometry | None, str]:
+    """The frames streams and overlapping clips may share, or None; and why not.
+
+    The engine must be split, model.json's ``front_end`` must give ``n_fft`` and
+    ``hop_length``, and the engine's frames must lie where they say: the window's frame
+    count, and the frames of the samples from a later frame on equal that frame onwards.
+    """
+    if not engine.split:
+        return None, engine.split_note
+    try:
+        n_fft = int(manifest.front_end["n_fft"])
+        hop = int(manifest.front_end["hop_length"])
+        if n_fft <= 0 or hop <= 0:
+            raise ValueError(hop)
+    except (KeyError, TypeError, ValueError):
+        return None, "model.json's front_end gives no positive n_fft and hop_length"
+    geometry = FrameGeometry(n_fft, hop, 1 + (manifest.window_samples - n_fft) // hop)
+    window = warmup_audio(manifest, 1)
+    try:
+        mel = engine.features(window)
+        later = geometry.window_frames // 3
+        tail = engine.features(window[:, later * hop :])
+    except Exception as error:  # the runtime's own failure types
+        return None, f"the front end does not run on part of a window: {error}"
+    if mel.shape[-1] != geometry.window_frames:
+        return None, (
+            f"the front end gives {mel.shape[-1]} frames per window; n_fft {n_fft} and "
+            f"hop_length {hop} make {geometry.window_frames}"
+        )
+    if tail.shape != mel[..., later:].shape or not np.allclose(tail, mel[..., later:], atol=1e-4):
+        return None, "the frames of a window's later samples are not the window's frames"
+    return geometry, engine.split_note
+
+
+def _log_front_end(manifest: Manifest, geometry: FrameGeometry | None, note: str) -> None:
+    labels = {"model": manifest.name, "version": manifest.version, "front_end": note}
+    if geometry is None:
+        logger.warning("front end not split: windows run the full graph", extra=labels)
+    else:
+        logger.info("front end split: streams and overlapping clips share mel frames", extra=labels)
+
+
+# What the worker thread hands back: the manifest, the warmed engine, its frame geometry,
+# the drift reference.
+_Loaded = tuple[Manifest, Engine, FrameGeometry | None, tuple[ReferenceStats, FrontEnd] | None]
 
 
 class VersionLoader:
@@ -121,11 +165,13 @@ class VersionLoader:
         try:
             check_against_graph(manifest, engine.inputs, engine.outputs)
             warm_up(engine, manifest, self._batching.preferred_batch_sizes)
+            geometry, note = frame_geometry(manifest, engine)
         except BaseException:
             engine.close()
             self._metrics.engines_open.dec()
             raise
-        return manifest, engine, reference
+        _log_front_end(manifest, geometry, note)
+        return manifest, engine, geometry, reference
 
     def _discard(self, loading: asyncio.Future[_Loaded]) -> None:
         if not loading.cancelled() and loading.exception() is None:
@@ -140,7 +186,7 @@ class VersionLoader:
         """
         loading = asyncio.ensure_future(asyncio.to_thread(self._load_blocking, version_dir))
         try:
-            manifest, engine, reference = await asyncio.shield(loading)
+            manifest, engine, geometry, reference = await asyncio.shield(loading)
         except asyncio.CancelledError:
             # The thread cannot be stopped: close what it builds once it is done.
             loading.add_done_callback(self._discard)
@@ -156,6 +202,7 @@ class VersionLoader:
             manifest.name,
             manifest.version,
             observer=self._drift_monitor(manifest, reference),
+            frames=geometry,
         )
         batcher.start()
         return ServingVersion(manifest, engine, batcher)

@@ -1,13 +1,16 @@
 """Input and prediction drift of each model version against the reference_stats of its model.json.
 
-Per window served, the batcher hands over the waveforms and probabilities of each batch
-(`DriftMonitor.observe`, in the engine's worker thread): the window's RMS in dBFS and its
-predicted class go into ring buffers of the last `drift_window_windows` windows, and every
-`drift_mel_every_windows`-th window is copied for the log-mel statistics (at most
-`MEL_PENDING_WINDOWS` wait at once; when more come, the oldest are dropped). Everything costly
-happens on one timer thread (`DriftScheduler`), every `drift_interval_s`:
+Per window served, the batcher hands over the waveforms and probabilities of each batch,
+and the batch's mel frames when the engine is split (`DriftMonitor.observe`, in the
+engine's worker thread): the window's RMS in dBFS and its predicted class go into ring
+buffers of the last `drift_window_windows` windows, and every `drift_mel_every_windows`-th
+window is kept for the log-mel statistics (at most `MEL_PENDING_WINDOWS` wait at once; when
+more come, the oldest are dropped). Everything costly happens on one timer thread
+(`DriftScheduler`), every `drift_interval_s`:
 
-- the sampled windows go through a numpy copy of the trainer's log-mel front end
+- a sampled window's frames are the graph's own when the batch had them (the graph's
+  front end is the trainer's, so they are what the reference was measured on); other
+  sampled windows go through a numpy copy of the trainer's log-mel front end
   (trainer/mozart_trainer/frontend.py, with the parameters model.json records in
   `front_end`, normalisation included, as the reference was measured), and
 - the scores are computed and exported as gauges once the window holds at least
@@ -268,6 +271,7 @@ class DriftMonitor:
         self._rms_db = np.zeros(size, dtype=np.float32)
         self._classes = np.zeros(size, dtype=np.int64)
         self._seen = 0  # windows observed since start; ring position is seen % size
+        # A sampled window's samples [samples], or its frames [n_mels, frames].
         self._pending: deque[FloatArray] = deque(maxlen=MEL_PENDING_WINDOWS)
         self._until_sample = 0
         mel_size = max(1, math.ceil(size / config.mel_every_windows))
@@ -277,8 +281,20 @@ class DriftMonitor:
         # A band that never varied on the validation set would divide by zero.
         self._mel_std = np.maximum(reference.mel_std, 1e-6)
 
-    def observe(self, waveforms: FloatArray, probabilities: FloatArray) -> None:
-        """Takes in one batch: RMS and predicted class per window, and maybe a window's copy."""
+    def observe(
+        self, waveforms: FloatArray, probabilities: FloatArray, features: FloatArray | None = None
+    ) -> None:
+        """Takes in one batch: RMS and predicted class per window, and maybe a window's copy.
+
+        With `features` ([rows, 1, n_mels, frames], the graph's normalised log-mel), a
+        sampled window's frames are kept instead of its samples, so the timer need not
+        compute them again.
+        """
+        n_mels = self._log_mel.front_end.n_mels
+        if features is not None and (
+            features.ndim != 4 or features.shape[:3] != (len(waveforms), 1, n_mels)
+        ):
+            features = None
         # float32 sums (4x faster than float64 here); their error is far below a 5 dB bin.
         squares = np.einsum("ij,ij->i", waveforms, waveforms).astype(np.float64)
         rms = np.sqrt(squares / waveforms.shape[1])
@@ -296,7 +312,9 @@ class DriftMonitor:
             # Every mel_every_windows-th window, counted across batches.
             row = self._until_sample
             while row < rows:
-                self._pending.append(waveforms[row].copy())  # the oldest goes when full
+                # The oldest goes when full.
+                kept = waveforms[row] if features is None else features[row, 0]
+                self._pending.append(kept.copy())
                 row += self._config.mel_every_windows
             self._until_sample = row - rows
 
@@ -312,7 +330,10 @@ class DriftMonitor:
             pending = list(self._pending)
             self._pending.clear()
         if pending:
-            features = self._log_mel(np.stack(pending))  # off the lock: the costly part
+            samples = [window for window in pending if window.ndim == 1]
+            features = [window.astype(np.float64) for window in pending if window.ndim == 2]
+            if samples:
+                features.extend(self._log_mel(np.stack(samples)))  # off the lock: the costly part
             with self._lock:
                 for window in features:
                     slot = self._mel_seen % len(self._mel_frames)
