@@ -62,6 +62,26 @@ def batcher_config(settings: BatchingSettings) -> BatcherConfig:
     )
 
 
+def log_layout(settings: ServerSettings) -> None:
+    """Logs the engine layout and batch limits once, with the CPUs and where each came from."""
+    onnx, batching, cpus = settings.engine.onnx, settings.batching, settings.engine.onnx.usable_cpus
+    logger.info(
+        "engine layout chosen",
+        extra={
+            "cpus": cpus.count,
+            "cpus_affinity": cpus.affinity,
+            "cpus_quota": cpus.quota,
+            "instances": onnx.instances,
+            "intra_op_threads": onnx.intra_op_threads,
+            "allow_spinning": onnx.allow_spinning,
+            "max_batch_size": batching.max_batch_size,
+            "max_queue_delay_us": batching.max_queue_delay_us,
+            "preferred_batch_sizes": batching.preferred_batch_sizes,
+            "sources": settings.sources(),
+        },
+    )
+
+
 class MozartServer:
     """One running server. `start()`, then `stop()` (or `serve_until_signal()`)."""
 
@@ -137,6 +157,7 @@ class MozartServer:
     async def start(self) -> None:
         """Binds the ports, loads and warms the models, then reports SERVING when ready."""
         settings = self.settings
+        log_layout(settings)
         network = settings.network
         try:
             httpd, thread = start_http_server(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         help_text = f"{field.description} (env MOZART_{name.upper()})"
         parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=help_text)
+    parser.add_argument(
+        "--config-file",
+        default=None,
+        metavar="PATH",
+        help=f"TOML file of settings, e.g. from `mozart analyze`; flags and variables win over "
+        f"it (env {CONFIG_FILE_VARIABLE})",
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -32,6 +40,12 @@ def serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {
         name: value for name in flat_fields() if (value := getattr(args, name, None)) is not None
     }
+    config_file = getattr(args, "config_file", None)
+    if config_file is not None:
+        if not os.path.isfile(config_file):
+            print(f"mozart serve: --config-file {config_file} is not a file", file=sys.stderr)
+            return 2
+        os.environ[CONFIG_FILE_VARIABLE] = config_file  # the settings read the file it names
     try:
         settings = ServerSettings(**overrides)
     except ValidationError as error:

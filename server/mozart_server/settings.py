@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import re
 import ssl
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -21,6 +22,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -34,8 +37,19 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from mozart_server.cpus import UsableCpus, default_layout, usable_cpus
+
 CONFIG_FILE_VARIABLE = "MOZART_CONFIG_FILE"
 ENV_PREFIX = "MOZART_"
+AUTO = "auto"
+# The default of the layout settings: a string where a number goes, until `_resolve_auto`
+# replaces it (typed Any so that the fields keep the type engines read).
+AUTO_DEFAULT: Any = AUTO
+# Settings that may be `auto`, resolved from the usable CPUs when the settings are built.
+LAYOUT_SETTINGS = ("instances", "intra_op_threads", "allow_spinning")
+# Settings whose source the server logs at start ("engine layout chosen").
+SOURCED_SETTINGS = (*LAYOUT_SETTINGS, "max_batch_size", "max_queue_delay_us",
+                    "preferred_batch_sizes")  # fmt: skip
 
 
 class VersionPolicy(StrEnum):
@@ -82,6 +96,18 @@ class FloatSamples(StrEnum):
 
     REJECT = "reject"
     CLIP = "clip"
+
+
+def _is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == AUTO
+
+
+def _as_int(value: Any) -> int | None:
+    # An explicit value the field will validate; one that is not a number is left to it.
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _split_commas(value: Any) -> Any:
@@ -331,30 +357,72 @@ class OnnxSettings(_Section):
         default=ProviderMismatch.FAIL,
         description="fail or warn when ONNX Runtime falls back from the first provider asked for.",
     )
+    # `auto` (the default of the three layout settings) is resolved from the usable CPUs
+    # when the settings are built (cpus.py, docs/server.md "Defaults that fit the machine"),
+    # so engines only ever see numbers; an explicit value is never changed.
     instances: int = Field(
-        default=1, ge=1, le=64, description="Sessions per model version (parallel batches)."
+        default=AUTO_DEFAULT,
+        ge=1,
+        le=64,
+        description="Sessions per model version (parallel batches); auto: one per 2 usable CPUs.",
     )
     intra_op_threads: int = Field(
-        default=1, ge=0, description="ORT intra-op threads; 0 lets ORT choose."
+        default=AUTO_DEFAULT,
+        ge=0,
+        description="ORT intra-op threads per session; 0 lets ORT choose; auto: the usable "
+        "CPUs divided among the instances.",
     )
     inter_op_threads: int = Field(
         default=1, ge=0, description="ORT inter-op threads; 0 lets ORT choose."
     )
     allow_spinning: bool = Field(
-        default=False,
-        description="Let ORT threads spin while waiting (burns CPU on small machines).",
+        default=AUTO_DEFAULT,
+        description="Let ORT threads spin while waiting (burns CPU on small machines); auto: off.",
     )
     graph_optimization_level: GraphOptimizationLevel = Field(
         default=GraphOptimizationLevel.ALL, description="ORT graph optimization level."
     )
 
     _lists = field_validator("providers", mode="before")(_split_commas)
+    # The layout settings that were `auto`, and the usable CPUs they were resolved from.
+    _auto: frozenset[str] = PrivateAttr(default=frozenset())
+    _cpus: UsableCpus | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _resolve_auto(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        if not isinstance(data, Mapping):
+            return handler(data)
+        values = dict(data)
+        auto = frozenset(name for name in LAYOUT_SETTINGS
+                         if _is_auto(values.get(name, AUTO)))  # fmt: skip
+        cpus = usable_cpus()
+        if auto:
+            instances = None if "instances" in auto else _as_int(values["instances"])
+            threads = None if "intra_op_threads" in auto else _as_int(values["intra_op_threads"])
+            layout = default_layout(cpus.count, instances=instances, intra_op_threads=threads)
+            for name in auto:
+                values[name] = getattr(layout, name)
+        settings = handler(values)
+        settings._auto = auto
+        settings._cpus = cpus
+        return settings
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if not self.providers:
             raise ValueError("providers must name at least one ONNX Runtime provider")
         return self
+
+    @property
+    def auto_settings(self) -> frozenset[str]:
+        """The layout settings that were `auto` and got their value from the usable CPUs."""
+        return self._auto
+
+    @property
+    def usable_cpus(self) -> UsableCpus:
+        """The CPUs this process could use when the settings were built."""
+        return self._cpus if self._cpus is not None else usable_cpus()
 
 
 class EngineChoice(StrEnum):
@@ -404,7 +472,8 @@ class EngineSettings(_Section):
         description="Per-model choices as name=choice pairs (comma-separated), e.g. "
         "composer-cnn=int8,tiny=fp32.",
     )
-    onnx: OnnxSettings = OnnxSettings()
+    # Built per settings object, not once at import: `auto` reads the CPUs of that moment.
+    onnx: OnnxSettings = Field(default_factory=OnnxSettings)
     tensorrt: TensorRTSettings = TensorRTSettings()
 
     _pairs = field_validator("model_engines", mode="before")(_split_pairs)
@@ -598,7 +667,7 @@ class ServerSettings(BaseSettings):
     network: NetworkSettings = NetworkSettings()
     tls: TlsSettings = TlsSettings()
     repository: RepositorySettings = RepositorySettings()
-    engine: EngineSettings = EngineSettings()
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     batching: BatchingSettings = BatchingSettings()
     streams: StreamSettings = StreamSettings()
     admission: AdmissionSettings = AdmissionSettings()
@@ -606,9 +675,21 @@ class ServerSettings(BaseSettings):
     drift: DriftSettings = DriftSettings()
     process: ProcessSettings = ProcessSettings()
 
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
     def __init__(self, **values: Any) -> None:
         """Settings from keywords (flat names or sections), then the environment, then a file."""
         super().__init__(**values)
+        self._sources = _sources_of(SOURCED_SETTINGS, values)
+
+    def sources(self) -> dict[str, str]:
+        """Where each layout and batch-limit setting came from.
+
+        `auto` (resolved from the usable CPUs), `flag` (a keyword: `mozart serve` passes
+        its flags as keywords), `env`, `file` (MOZART_CONFIG_FILE) or `default`.
+        """
+        auto = self.engine.onnx.auto_settings
+        return {name: AUTO if name in auto else source for name, source in self._sources.items()}
 
     @classmethod
     def settings_customise_sources(
@@ -629,6 +710,42 @@ class ServerSettings(BaseSettings):
             toml = TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file))
             sources.append(_Nested(settings_cls, toml))
         return tuple(sources)
+
+
+def _sources_of(names: Sequence[str], keywords: Mapping[str, Any]) -> dict[str, str]:
+    fields = flat_fields()
+    given = nest(keywords)
+    config_file = os.environ.get(CONFIG_FILE_VARIABLE)
+    in_file: dict[str, Any] = {}
+    if config_file and Path(config_file).is_file():
+        with Path(config_file).open("rb") as file:  # the settings read it a moment ago
+            in_file = nest(tomllib.load(file))
+    found = {}
+    for name in names:
+        path, _ = fields[name]
+        if _holds(given, (*path, name)):
+            found[name] = "flag"
+        elif ENV_PREFIX + name.upper() in os.environ:
+            found[name] = "env"
+        elif _holds(in_file, (*path, name)):
+            found[name] = "file"
+        else:
+            found[name] = "default"
+    return found
+
+
+def _holds(values: Any, path: tuple[str, ...]) -> bool:
+    """Whether nested `values` (mappings or section objects) set the setting at `path`."""
+    for part in path:
+        if isinstance(values, BaseModel):
+            if part not in values.model_fields_set:
+                return False
+            values = getattr(values, part)
+        elif isinstance(values, Mapping) and part in values:
+            values = values[part]
+        else:
+            return False
+    return True
 
 
 def flat_fields() -> dict[str, tuple[tuple[str, ...], FieldInfo]]:

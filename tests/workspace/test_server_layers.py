@@ -16,12 +16,13 @@ import mozart_server
 
 PACKAGE_DIR = Path(mozart_server.__file__).parent
 
-BASE = {"tensors", "errors", "settings"}
+BASE = {"tensors", "errors", "settings", "cpus"}
 # Each layer and the layers it may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
     "tensors": set(),
     "errors": set(),
-    "settings": set(),
+    "cpus": set(),
+    "settings": {"cpus"},
     "observability": BASE,
     "engines": BASE | {"observability"},
     "audio": BASE | {"observability"},
