@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mozart_optimize import analyze_cli
 from mozart_optimize.gates import Thresholds
 
 EXIT_REFUSED = 1
@@ -69,7 +70,8 @@ def _optimize(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Adds `optimize` to the `mozart` command (entry point group mozart.commands)."""
+    """Adds `optimize` and `analyze` to the `mozart` command (entry point group mozart.commands)."""
+    analyze_cli.register(subparsers)
     parser = subparsers.add_parser(
         "optimize",
         help="build INT8 and TensorRT artifacts of a model version, gated on accuracy and speed",
