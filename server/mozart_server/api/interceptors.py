@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
@@ -35,7 +35,7 @@ from mozart_server.errors import (
 )
 from mozart_server.observability.context import CallLabels, call_labels_var
 from mozart_server.observability.logs import ThrottledLog, client_var, clip_text, request_id_var
-from mozart_server.observability.metrics import ServerMetrics
+from mozart_server.observability.metrics import LabelCache, ServerMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +112,9 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._known_model = known_model
         self._in_flight = in_flight if in_flight is not None else InFlightCalls()
         self._auth_log = ThrottledLog(logger)
+        # Every call records these two: look their children up once, not per call.
+        self._requests = LabelCache(metrics.requests)
+        self._request_duration = LabelCache(metrics.request_duration)
         self._limit_log = ThrottledLog(logger)
 
     async def intercept_service(
@@ -268,15 +271,16 @@ class _Call:
         self._interceptor._in_flight.enter()
         self._entered = True
         self._context = context
-        request_id = dict(self._metadata).get(REQUEST_ID_METADATA) or uuid.uuid4().hex
+        request_id = dict(self._metadata).get(REQUEST_ID_METADATA) or os.urandom(16).hex()
         # gRPC runs each call in its own task: these settings stay local to this call.
         request_id_var.set(clip_text(str(request_id), MAX_REQUEST_ID_CHARS))
         call_labels_var.set(self._labels)
         interceptor = self._interceptor
-        address = client_address(context.peer())
-        self._limit_key = address
+        if interceptor._auth is not None or interceptor._limits is not None:
+            # Only auth and rate limits need the peer's address (a string gRPC builds).
+            self._limit_key = client_address(context.peer())
         if interceptor._auth is not None:
-            client = self._authenticate(interceptor._auth, address)
+            client = self._authenticate(interceptor._auth, self._limit_key)
             if interceptor._auth.named:
                 self._client = client
                 self._limit_key = f"client:{client}"
@@ -407,18 +411,14 @@ class _Call:
         if self._holds_call_slot and limits is not None:
             self._holds_call_slot = False
             limits.close_call(self._limit_key)
-        metrics = self._interceptor._metrics
-        metrics.requests.labels(
-            method=self._method,
-            code=self.code.name,
-            model=self._model_label(),
-            version=self._labels.version,
+        interceptor = self._interceptor
+        code = self.code.name
+        interceptor._requests.get(
+            self._method, code, self._model_label(), self._labels.version
         ).inc()
-        metrics.request_duration.labels(method=self._method).observe(
-            time.monotonic() - self._started
-        )
+        interceptor._request_duration.get(self._method).observe(time.monotonic() - self._started)
         if self._client is not None:
-            metrics.client_requests.labels(client=self._client, code=self.code.name).inc()
+            interceptor._metrics.client_requests.labels(client=self._client, code=code).inc()
 
 
 def deadline_of(context: Context) -> float | None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 # Latencies run from tens of microseconds (queue) to seconds (a long clip).
 _LATENCY_BUCKETS_S = (
@@ -10,6 +13,32 @@ _LATENCY_BUCKETS_S = (
     2.5, 5.0, 10.0,
 )  # fmt: skip
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+MetricT = TypeVar("MetricT", bound=MetricWrapperBase)
+
+
+class LabelCache(Generic[MetricT]):
+    """A labelled metric's children by label values, looked up in the metric once.
+
+    `metric.labels(...)` costs microseconds (argument checks, a lock, string keys); a hot
+    path that records every call or window asks this cache instead. Only for metrics
+    whose children are never removed, with label values from a bounded set; past
+    `max_children` distinct values it stops caching and asks the metric each time.
+    """
+
+    def __init__(self, metric: MetricT, max_children: int = 10_000) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], MetricT] = {}
+        self._max_children = max_children
+
+    def get(self, *values: str) -> MetricT:
+        """The child for these label values, in the metric's label order."""
+        child = self._children.get(values)
+        if child is None:
+            child = self._metric.labels(*values)
+            if len(self._children) < self._max_children:
+                self._children[values] = child
+        return child
 
 
 class ServerMetrics:
