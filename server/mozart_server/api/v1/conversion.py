@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,10 +50,39 @@ def audio_format(message: pb.AudioFormat) -> AudioFormat:
     return AudioFormat(encoding, int(message.sample_rate_hz), int(message.channels))
 
 
+#: Above this many labels the top k come from a partial sort in numpy; below it, sorting
+#: the Python floats (already made for the `scores` field) costs less than a numpy call.
+_PARTITION_MIN_LABELS = 64
+
+
+def _top_indices(scores: FloatArray, values: list[float], k: int) -> list[int]:
+    """Indices of the k best scores, best first; ties keep label order (a stable sort)."""
+    count = len(values)
+    if k <= 0:
+        return []
+    if count < _PARTITION_MIN_LABELS or k >= count:
+        # sorted(reverse=True) stays stable: equal scores keep their label order.
+        return sorted(range(count), key=values.__getitem__, reverse=True)[:k]
+    kth_best = np.partition(scores, count - k)[count - k]
+    candidates = np.flatnonzero(scores >= kth_best)  # every tie of the k-th, in label order
+    order = np.argsort(-scores[candidates], kind="stable")[:k]
+    return [int(i) for i in candidates[order]]
+
+
+def _add_top_k(
+    target: Any, labels: Sequence[str], scores: FloatArray, values: list[float], k: int
+) -> None:
+    """Appends the k best labels to a repeated LabelScore field, best first."""
+    add = target.add
+    for i in _top_indices(scores, values, k):
+        add(label=labels[i], score=values[i])
+
+
 def top_k_scores(labels: Sequence[str], scores: FloatArray, k: int) -> list[pb.LabelScore]:
     """The k best labels, best first (ties keep label order)."""
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [pb.LabelScore(label=labels[i], score=float(scores[i])) for i in order]
+    values = scores.tolist()
+    return [pb.LabelScore(label=labels[i], score=values[i])
+            for i in _top_indices(scores, values, k)]  # fmt: skip
 
 
 ROUTING_KEY_METADATA = "x-mozart-routing-key"
@@ -92,44 +122,66 @@ def stream_request(config: pb.StreamConfig, routing: str = "") -> StreamRequest:
     )
 
 
+def fill_window_result(
+    target: pb.WindowResult, manifest: Manifest, window: WindowScores, top_k: int
+) -> None:
+    """Fills an empty WindowResult in place (e.g. a response's field, so it is not copied);
+    times are in the model's sample clock."""
+    rate = manifest.sample_rate_hz
+    values = window.scores.tolist()
+    target.index = window.index
+    target.start_ms = window.start_sample * 1000 // rate
+    target.end_ms = (window.start_sample + manifest.window_samples) * 1000 // rate
+    target.scores.extend(values)
+    if window.smoothed is window.scores:
+        target.smoothed_scores.extend(values)
+    else:
+        target.smoothed_scores.extend(window.smoothed.tolist())
+    target.model_name = manifest.name
+    target.model_version = manifest.version
+    target.queue_time_us = round(window.queue_time_s * 1e6)
+    target.compute_time_us = round(window.compute_time_s * 1e6)
+    _add_top_k(target.top_k, manifest.labels, window.scores, values, top_k)
+
+
 def window_result(manifest: Manifest, window: WindowScores, top_k: int) -> pb.WindowResult:
     """Builds one window's result; times are in the model's sample clock."""
-    rate = manifest.sample_rate_hz
-    return pb.WindowResult(
-        index=window.index,
-        start_ms=window.start_sample * 1000 // rate,
-        end_ms=(window.start_sample + manifest.window_samples) * 1000 // rate,
-        top_k=top_k_scores(manifest.labels, window.scores, top_k),
-        scores=window.scores.tolist(),
-        smoothed_scores=window.smoothed.tolist(),
-        model_name=manifest.name,
-        model_version=manifest.version,
-        queue_time_us=round(window.queue_time_s * 1e6),
-        compute_time_us=round(window.compute_time_s * 1e6),
-    )
+    message = pb.WindowResult()
+    fill_window_result(message, manifest, window, top_k)
+    return message
+
+
+def fill_summary(target: pb.Summary, manifest: Manifest, result: Summary, top_k: int) -> None:
+    """Fills an empty Summary in place: the mean of the window scores."""
+    values = result.scores.tolist()
+    if result.window_count:
+        _add_top_k(target.top_k, manifest.labels, result.scores, values, top_k)
+    target.scores.extend(values)
+    target.window_count = result.window_count
+    target.audio_duration_ms = round(result.audio_duration_s * 1000)
 
 
 def summary(manifest: Manifest, result: Summary, top_k: int) -> pb.Summary:
     """The summary message: the mean of the window scores."""
-    return pb.Summary(
-        top_k=top_k_scores(manifest.labels, result.scores, top_k) if result.window_count else [],
-        scores=result.scores.tolist(),
-        window_count=result.window_count,
-        audio_duration_ms=round(result.audio_duration_s * 1000),
-    )
+    message = pb.Summary()
+    fill_summary(message, manifest, result, top_k)
+    return message
 
 
 def classify_response(result: ClipResult, request_id: str) -> pb.ClassifyResponse:
-    """The ClassifyResponse of a whole clip."""
+    """The ClassifyResponse of a whole clip, built in place (no submessage is copied)."""
     manifest = result.manifest
-    return pb.ClassifyResponse(
+    response = pb.ClassifyResponse(
         model_name=manifest.name,
         model_version=manifest.version,
-        labels=list(manifest.labels),
-        windows=[window_result(manifest, window, result.top_k) for window in result.windows],
-        summary=summary(manifest, result.summary, result.top_k),
+        labels=manifest.labels,
         request_id=request_id,
     )
+    add_window = response.windows.add
+    for window in result.windows:
+        fill_window_result(add_window(), manifest, window, result.top_k)
+    fill_summary(response.summary, manifest, result.summary, result.top_k)
+    return response
 
 
 def model_info(versions: Sequence[ServingVersion]) -> pb.ModelInfo:

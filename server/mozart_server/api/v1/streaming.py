@@ -27,6 +27,7 @@ END_REASONS = {
 }
 
 T = TypeVar("T")
+_CLIENT_GONE = "the client cancelled the stream or went away"
 
 
 async def _on_the_call(operation: Awaitable[T]) -> T:
@@ -39,7 +40,7 @@ async def _on_the_call(operation: Awaitable[T]) -> T:
     try:
         return await operation
     except grpc.aio.InternalError:
-        raise asyncio.CancelledError("the client cancelled the stream or went away") from None
+        raise asyncio.CancelledError(_CLIENT_GONE) from None
 
 
 class GrpcStreamSource:
@@ -68,7 +69,11 @@ class GrpcStreamSource:
         Raises:
             InvalidArgumentError: a later message carries a second StreamConfig.
         """
-        message: Any = await _on_the_call(self._context.read())
+        # The read of every chunk: _on_the_call inlined, one coroutine fewer per message.
+        try:
+            message: Any = await self._context.read()
+        except grpc.aio.InternalError:
+            raise asyncio.CancelledError(_CLIENT_GONE) from None
         if message is EOF:
             return None
         if message.WhichOneof("request") != "audio":
@@ -85,14 +90,12 @@ class GrpcStreamSink:
 
     async def window(self, manifest: Manifest, window: WindowScores, top_k: int) -> None:
         """An interim WindowResult."""
-        message = conversion.window_result(manifest, window, top_k)
-        await _on_the_call(
-            self._context.write(
-                pb.StreamClassifyResponse(
-                    is_final=False, window=message, request_id=self._request_id
-                )
-            )
-        )
+        response = pb.StreamClassifyResponse(is_final=False, request_id=self._request_id)
+        conversion.fill_window_result(response.window, manifest, window, top_k)
+        try:  # _on_the_call inlined, as in GrpcStreamSource.audio
+            await self._context.write(response)
+        except grpc.aio.InternalError:
+            raise asyncio.CancelledError(_CLIENT_GONE) from None
 
     async def notice(self, code: str, message: str) -> None:
         """An in-band StreamNotice."""
@@ -107,11 +110,8 @@ class GrpcStreamSink:
         self, manifest: Manifest, summary: Summary, top_k: int, end: StreamEnd
     ) -> None:
         """The final message with the stream's summary and why it ended."""
-        message = conversion.summary(manifest, summary, top_k)
         response = pb.StreamClassifyResponse(
-            is_final=True,
-            summary=message,
-            request_id=self._request_id,
-            end_reason=END_REASONS[end],
+            is_final=True, request_id=self._request_id, end_reason=END_REASONS[end]
         )
+        conversion.fill_summary(response.summary, manifest, summary, top_k)
         await _on_the_call(self._context.write(response))
