@@ -67,6 +67,7 @@ _DECLARED_BYTES = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)
 _DECLARED_FRAMES = re.compile(
     r"Calculated frame count (\d+) does not match value from 'ds64' chunk of (\d+)"
 )
+_S16_SCALE = np.float32(1.0 / 32768.0)
 _OBJECT_ADDRESS = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
 
 
@@ -161,12 +162,14 @@ def pcm_to_float(
         InvalidArgumentError: f32le samples that are not finite, or out of range (see
             `checked_floats`).
     """
-    dtype = _SAMPLE_DTYPES[encoding]
-    samples = np.frombuffer(data, dtype=dtype)
+    samples = np.frombuffer(data, dtype=_SAMPLE_DTYPES[encoding])  # a view: no copy
     if encoding is Encoding.PCM_S16LE:
-        floats = samples.astype(np.float32) / np.float32(32768.0)
+        # One pass from int16 to float32 (scaling by 2**-15 is exact, as dividing was).
+        floats: FloatArray = np.multiply(samples, _S16_SCALE, dtype=np.float32)
     else:
         floats = checked_floats(samples.astype(np.float32), float_samples, "f32le audio")
+    if channels == 1:
+        return floats  # already mono, contiguous and writable: nothing to mix
     return downmix(floats.reshape(-1, channels))
 
 

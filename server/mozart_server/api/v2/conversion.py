@@ -175,7 +175,8 @@ def waveforms_from_request(
                 f"shape {list(shape)} needs {count}"
             )
         values = np.asarray(typed, dtype=np.float32)
-    waveforms = values.astype(np.float32).reshape(shape)
+    # One copy: of the raw bytes (a read-only view), none more of the fp32_contents array.
+    waveforms = values.astype(np.float32, copy=not request.raw_input_contents).reshape(shape)
     return checked_floats(waveforms, float_samples, f"input {INPUT_NAME!r}")
 
 
