@@ -4,9 +4,6 @@ that its recorded agreement and accuracy recompute on the real corpus.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import onnx
 import pytest
@@ -20,9 +17,9 @@ from mozart_server.models.manifest import Manifest, read_manifest
 from mozart_server.models.repository import VersionDir
 from mozart_server.settings import OnnxSettings, ServerSettings
 from mozart_trainer.paths import project_root
+from tests.support.corpus import default_corpus
 
 MODEL_DIR = project_root() / "models" / "composer-cnn" / "1"
-CORPUS = project_root() / "data" / "corpus" / "default"
 
 
 @pytest.fixture(scope="module")
@@ -71,19 +68,14 @@ def test_the_server_serves_it_under_auto_and_model_onnx_under_fp32(manifest: Man
 
 @pytest.mark.slow
 def test_its_recorded_agreement_recomputes_on_the_corpus(manifest: Manifest) -> None:
-    build = subprocess.run(
-        [sys.executable, "-m", "mozart_proto.cli", "data", "build-corpus", "--out", str(CORPUS),
-         "--no-progress"],
-        capture_output=True, text=True, check=False, timeout=1800,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stderr[-3000:]
+    corpus = default_corpus()
     (int8,) = [artifact for artifact in manifest.artifacts if artifact.precision == "int8"]
     engines = [
         OnnxEngine(MODEL_DIR / name, OnnxSettings(intra_op_threads=0))
         for name in ("model.onnx", int8.file)
     ]
     for split in ("test", "test_timbre"):
-        windows = load_windows(CORPUS, split, manifest)
+        windows = load_windows(corpus, split, manifest)
         fp32, quantized = (
             np.concatenate([engine.run(windows.windows[i : i + 32]).probabilities
                             for i in range(0, len(windows), 32)])

@@ -5,8 +5,6 @@ sampling do not depend on how windows were batched."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from mozart_server.observability.drift import (
     mel_filterbank,
     population_stability_index,
 )
+from tests.support.corpus import default_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / "models" / "composer-cnn" / "1"
@@ -33,7 +32,6 @@ _REFERENCE = ReferenceStats.from_manifest(MANIFEST["reference_stats"], LABELS)
 assert _REFERENCE is not None
 REFERENCE = _REFERENCE
 FRONT_END = FrontEnd.from_manifest(MANIFEST["front_end"], MANIFEST["sample_rate_hz"])
-CORPUS = ROOT / "data" / "corpus" / "default"
 WINDOW = MANIFEST["window_samples"]
 
 
@@ -57,17 +55,11 @@ def test_the_numpy_log_mel_is_the_trainers_front_end() -> None:
 
 @pytest.mark.slow
 def test_the_validation_split_reproduces_the_reference() -> None:
-    # Builds the default corpus as `make train` does (reused when it is there already).
-    build = subprocess.run(
-        [sys.executable, "-m", "mozart_proto.cli", "data", "build-corpus", "--out", str(CORPUS),
-         "--no-progress"],
-        capture_output=True, text=True, check=False, timeout=1800,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stderr[-3000:]
+    corpus = default_corpus()  # as `make train` builds it (reused when it is there)
     ort = pytest.importorskip("onnxruntime")
     session = ort.InferenceSession(str(MODEL_DIR / "model.onnx"))
     windows = []
-    for path in sorted((CORPUS / "val").glob("*/*.flac")):  # the trainer's order and hop
+    for path in sorted((corpus / "val").glob("*/*.flac")):  # the trainer's order and hop
         audio = soundfile.read(path, dtype="float32")[0]
         windows += [audio[start : start + WINDOW]
                     for start in range(0, len(audio) - WINDOW + 1, 24_000)]  # fmt: skip

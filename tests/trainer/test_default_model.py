@@ -19,9 +19,9 @@ import pytest
 from mozart_trainer.export import graph_io, onnx_session
 from mozart_trainer.manifest import ModelManifest
 from mozart_trainer.paths import project_root
+from tests.support.corpus import default_corpus
 
 MODEL_DIR = project_root() / "models" / "composer-cnn" / "1"
-CORPUS = project_root() / "data" / "corpus" / "default"
 
 
 @pytest.fixture(scope="module")
@@ -88,23 +88,7 @@ def test_the_card_states_the_manifest_numbers(manifest: ModelManifest) -> None:
 def test_evaluate_recomputes_the_cards_held_out_accuracy(
     manifest: ModelManifest, tmp_path: Path
 ) -> None:
-    build = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mozart_proto.cli",
-            "data",
-            "build-corpus",
-            "--out",
-            str(CORPUS),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-    )
-    assert build.returncode == 0, build.stderr[-3000:]
+    corpus = default_corpus()
     evaluated = subprocess.run(
         [
             sys.executable,
@@ -113,7 +97,7 @@ def test_evaluate_recomputes_the_cards_held_out_accuracy(
             "evaluate",
             str(MODEL_DIR),
             "--data",
-            str(CORPUS),
+            str(corpus),
             "--split",
             "test",
             "--no-baseline",
