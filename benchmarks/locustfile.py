@@ -56,6 +56,9 @@ def _add_arguments(parser: Any) -> None:
     )
     parser.add_argument("--stream-seconds", type=float, default=10.0, help="Length of a stream")
     parser.add_argument(
+        "--hop-ms", type=int, default=0, help="Streams' hop in ms; 0 takes the model's default"
+    )
+    parser.add_argument(
         "--stream-rate",
         choices=("clip", "model"),
         default="clip",
@@ -70,6 +73,13 @@ def _clips(pattern: str) -> tuple[Clip, ...]:
 
 
 @functools.cache
+def _flac_segments(pattern: str) -> tuple[bytes, ...]:
+    """Classify's request audio: FLAC clips of 3-10 s, cut and encoded once per process."""
+    return tuple(map(flac_bytes, segments(list(_clips(pattern)), CLASSIFY_SEGMENTS, 3.0, 10.0,
+                                          seed=1)))  # fmt: skip
+
+
+@functools.cache
 def _classify_audio(
     pattern: str, mode: str, rate_hz: int, window: int
 ) -> tuple[pb.AudioFormat, tuple[bytes, ...]]:
@@ -81,13 +91,44 @@ def _classify_audio(
             encoding=pb.AUDIO_ENCODING_PCM_S16LE, sample_rate_hz=rate_hz, channels=1
         )
         return audio_format, windows
-    cut = segments(list(_clips(pattern)), CLASSIFY_SEGMENTS, 3.0, 10.0, seed=1)
-    return pb.AudioFormat(encoding=pb.AUDIO_ENCODING_FLAC), tuple(map(flac_bytes, cut))
+    return pb.AudioFormat(encoding=pb.AUDIO_ENCODING_FLAC), _flac_segments(pattern)
+
+
+@functools.cache
+def _v2_windows(pattern: str, rate_hz: int, window: int) -> tuple[bytes, ...]:
+    """ModelInfer's inputs: real windows at the model's rate, as FP32 bytes, once per process."""
+    cut = segments(list(_clips(pattern)), 16, 10.0, 10.0, seed=2)
+    return tuple(
+        np.ascontiguousarray(resample(clip, rate_hz)[:window], dtype="<f4").tobytes()
+        for clip in cut
+    )
+
+
+@events.init.add_listener  # type: ignore[untyped-decorator]
+def _prepare(environment: Environment, **_: Any) -> None:
+    """Decodes and cuts the clips before the run's clock starts, not inside a short phase."""
+    options = environment.parsed_options
+    if options is None:
+        return
+    _clips(options.clips)
+    if options.unary_mode == "clips":
+        _flac_segments(options.clips)
+    _stream_clips(options.clips, options.stream_seconds)
 
 
 @functools.cache
 def _stream_clips(pattern: str, seconds: float) -> tuple[Clip, ...]:
-    return tuple(segments(list(_clips(pattern)), 8, seconds, seconds, seed=3))
+    """Stream audio of `seconds` each: a real clip, looped when it is shorter.
+
+    Looping keeps a stream open (and its windows coming at the hop's rate) for the whole
+    length, so N streams are N continuous real-time streams.
+    """
+    cut = segments(list(_clips(pattern)), 8, seconds, seconds, seed=3)
+    return tuple(
+        Clip(clip.name, np.resize(clip.samples, round(seconds * clip.sample_rate_hz)),
+             clip.sample_rate_hz)
+        for clip in cut
+    )  # fmt: skip
 
 
 _raw_rows: list[tuple[str, str, float, float, int, str]] = []
@@ -212,7 +253,7 @@ class UnaryUser(GrpcUser):
 
 
 class StreamUser(GrpcUser):
-    """Streams a real clip at real-time pace in 100 ms chunks of 16-bit PCM.
+    """Streams a real clip (looped to --stream-seconds) at real-time pace in 100 ms chunks.
 
     Each window's latency runs from sending the chunk that holds the window's last sample
     to receiving its result, and is recorded as request type `window`.
@@ -241,6 +282,7 @@ class StreamUser(GrpcUser):
                 sample_rate_hz=clip.sample_rate_hz,
                 channels=1,
             ),
+            hop_ms=self.options.hop_ms,
         )
 
         def requests() -> Iterator[pb.StreamClassifyRequest]:
@@ -293,13 +335,9 @@ class V2User(GrpcUser):
         """Cuts real windows at the model's rate once."""
         super().on_start()
         self.v2 = v2_grpc.GRPCInferenceServiceStub(self.channel)
-        cut = segments(list(_clips(self.options.clips)), 16, 10.0, 10.0, seed=2)
-        window = self.facts.window_samples
-        rate = self.facts.sample_rate_hz
-        self.windows = [
-            np.ascontiguousarray(resample(clip, rate)[:window], dtype="<f4").tobytes()
-            for clip in cut
-        ]
+        self.windows = _v2_windows(
+            self.options.clips, self.facts.sample_rate_hz, self.facts.window_samples
+        )
 
     @task
     def infer(self) -> None:

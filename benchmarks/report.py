@@ -14,10 +14,12 @@ import matplotlib.pyplot as plt
 from benchmarks.ceiling import describe_engine, format_ceiling
 from benchmarks.compare import Comparison
 from benchmarks.gate import Thresholds, evaluate, format_checks
+from benchmarks.knee import knee_table, plot_knees
 from benchmarks.results import PhaseResult, Summary
 
 LATENCY_PLOT = "latency_vs_load.png"
 THROUGHPUT_PLOT = "throughput_vs_ceiling.png"
+KNEE_PLOT = "stream_knee.png"
 
 
 def _latency_axis(axis: Any, phases: list[PhaseResult], xlabel: str, title: str) -> None:
@@ -44,6 +46,10 @@ def plot(summary: Summary, folder: Path) -> None:
         (summary.phases_of("StreamUser", "streams-"), "real-time streams", "stream window latency"),
     ]
     sweeps = [sweep for sweep in sweeps if sweep[0]]
+    if summary.knee is not None:
+        plot_knees([summary.knee], folder / KNEE_PLOT)
+    if not sweeps:  # a knee-only run
+        return
     figure, axes = plt.subplots(1, len(sweeps), figsize=(5 * len(sweeps), 4), squeeze=False)
     for axis, (phases, xlabel, title) in zip(axes[0], sweeps, strict=True):
         _latency_axis(axis, phases, xlabel, title)
@@ -141,6 +147,17 @@ def write_report(
         f"![throughput]({THROUGHPUT_PLOT})",
         "",
     ]
+    if summary.knee is not None:
+        lines += [
+            "## Stream knee",
+            "",
+            summary.knee.describe() + ".",
+            "",
+            *knee_table(summary.knee),
+            "",
+            f"![knee]({KNEE_PLOT})",
+            "",
+        ]
     if errors:
         lines += ["## Failures", "", *[f"- `{error}`" for error in errors], ""]
     (folder / "report.md").write_text("\n".join(lines))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.ceiling import BatchMeasurement, Ceiling
+from benchmarks.knee import Knee
 
 # Requests that end in the first seconds of a phase are left out of throughput: Locust
 # is still starting users then.
@@ -95,6 +96,7 @@ class PhaseResult:
     windows_per_s: float  # windows answered per second in steady state
     latency: Latency  # the phase's own request type (Classify, ModelInfer or stream windows)
     server: ServerDelta
+    load_cpu_s: float | None = None  # CPU seconds of the load generator (Locust) in the phase
 
     @property
     def failure_ratio(self) -> float:
@@ -103,35 +105,84 @@ class PhaseResult:
 
 
 def read_raw(
-    path: Path, *, name: str, user_class: str, users: int, seconds: float, server: ServerDelta
+    path: Path | Sequence[Path],
+    *,
+    name: str,
+    user_class: str,
+    users: int,
+    seconds: float,
+    server: ServerDelta,
+    load_cpu_s: float | None = None,
 ) -> PhaseResult:
-    """Builds a phase's result from the locustfile's raw CSV (one row per request)."""
-    with path.open(newline="") as file:
-        rows = list(csv.DictReader(file))
-    if user_class == "StreamUser":
-        measured = [row for row in rows if row["type"] == "window"]
-    else:
-        measured = rows
-    failures = [row for row in rows if row["error"]]
+    """Builds a phase's result from the locustfile's raw CSV (one row per request).
+
+    Given several CSVs (repeats of one phase), latency comes from all their requests
+    together and throughput is the mean of each one's steady-state throughput.
+    """
+    paths = [path] if isinstance(path, Path) else list(path)
+    all_rows: list[dict[str, str]] = []
+    rates = []
+    for one in paths:
+        with one.open(newline="") as file:
+            rows = list(csv.DictReader(file))
+        all_rows += rows
+        rates.append(_steady_windows_per_s(rows, user_class))
+    measured = _measured(all_rows, user_class)
+    failures = [row for row in all_rows if row["error"]]
     good = [row for row in measured if not row["error"]]
-    windows_per_s = 0.0
-    if good:
-        ends = [float(row["end_time_s"]) for row in good]
-        start, stop = min(ends) + WARM_UP_S, max(ends)
-        steady = [row for row in good if float(row["end_time_s"]) > start]
-        if stop > start:
-            windows_per_s = sum(int(row["windows"]) for row in steady) / (stop - start)
     return PhaseResult(
         name=name,
         user_class=user_class,
         users=users,
         seconds=seconds,
-        requests=len(rows),
+        requests=len(all_rows),
         failures=len(failures),
         errors=tuple(sorted({row["error"] for row in failures}))[:5],
-        windows_per_s=windows_per_s,
+        windows_per_s=float(np.mean(rates)) if rates else 0.0,
         latency=Latency.of([float(row["latency_ms"]) for row in good]),
         server=server,
+        load_cpu_s=load_cpu_s,
+    )
+
+
+def _measured(rows: list[dict[str, str]], user_class: str) -> list[dict[str, str]]:
+    """The rows a phase's latency is of: stream windows for streams, every request otherwise."""
+    if user_class == "StreamUser":
+        return [row for row in rows if row["type"] == "window"]
+    return rows
+
+
+def _steady_windows_per_s(rows: list[dict[str, str]], user_class: str) -> float:
+    """Windows answered per second after the warm-up, from one run's rows."""
+    good = [row for row in _measured(rows, user_class) if not row["error"]]
+    if not good:
+        return 0.0
+    ends = [float(row["end_time_s"]) for row in good]
+    start, stop = min(ends) + WARM_UP_S, max(ends)
+    steady = [row for row in good if float(row["end_time_s"]) > start]
+    if stop <= start:
+        return 0.0
+    return sum(int(row["windows"]) for row in steady) / (stop - start)
+
+
+def merge_deltas(deltas: Sequence[ServerDelta]) -> ServerDelta:
+    """The server's figures over several repeats of a phase: totals summed, means weighted."""
+    windows = sum(delta.windows_computed for delta in deltas)
+    batches = sum(delta.batches for delta in deltas)
+
+    def weighted(field: str) -> float:
+        total = sum(getattr(delta, field) * delta.batches for delta in deltas)
+        return total / batches if batches else 0.0
+
+    cpus = [delta.cpu_s for delta in deltas]
+    return ServerDelta(
+        windows_computed=windows,
+        batches=batches,
+        mean_batch_size=windows / batches if batches else 0.0,
+        mean_queue_ms=weighted("mean_queue_ms"),
+        mean_compute_ms=weighted("mean_compute_ms"),
+        mean_request_ms=weighted("mean_request_ms"),
+        cpu_s=None if any(cpu is None for cpu in cpus) else sum(c for c in cpus if c is not None),
     )
 
 
@@ -156,6 +207,9 @@ class Summary:
     # The artifact the server logged it serves the model from ("engine chosen"); the ceiling
     # states its own. "" when the server's log did not say.
     server_artifact: str = ""
+    knee: Knee | None = None  # the stream ramp (full and knee profiles)
+    # The mozart_server package the server process imported (its own log line).
+    server_module: str = ""
 
     def phases_of(self, user_class: str, prefix: str = "") -> list[PhaseResult]:
         """The phases run with one user class whose names start with `prefix`."""
@@ -229,6 +283,7 @@ class Summary:
             "median_overhead_ms": self.median_overhead_ms,
             "failure_ratio": self.failure_ratio,
             "ceiling_streams": self.ceiling_streams,
+            "knee_streams": None if self.knee is None else self.knee.knee,
         }
         path.write_text(json.dumps(data, indent=2))
 
@@ -248,4 +303,6 @@ class Summary:
             phase["errors"] = tuple(phase["errors"])
             phases.append(PhaseResult(**phase))
         data["phases"] = tuple(phases)
+        if data.get("knee") is not None:
+            data["knee"] = Knee.from_dict(data["knee"])
         return cls(**data)

@@ -15,41 +15,40 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.abba import GateRun, gate_against_baseline
+from benchmarks.baseline import choose_baseline, load_rules
 from benchmarks.ceiling import Ceiling, combine, find_version, format_ceiling, measure_ceiling
 from benchmarks.clips import DEFAULT_CLIPS, load_clips
 from benchmarks.compare import Comparison
 from benchmarks.cpus import parse_cpu_list, pinned
 from benchmarks.engines import EngineUnderTest, engines_under_test, parse_engines
-from benchmarks.gate import GATES_FILE, evaluate, load_thresholds
+from benchmarks.gate import GATES_FILE, Thresholds, evaluate, load_thresholds
+from benchmarks.heavy_model import NAME as HEAVY_NAME
+from benchmarks.heavy_model import ensure_heavy_model
+from benchmarks.knee import (
+    KNEE_HOP_MS,
+    STEPS,
+    STREAMS_PER_LOAD_PROCESS,
+    Knee,
+    KneeStep,
+    load_processes,
+    ramp,
+)
+from benchmarks.phases import Load, Phase, measure_phase, say
 from benchmarks.report import comparison_tables, write_comparison_report, write_report
-from benchmarks.results import PhaseResult, Summary, read_raw, server_delta
-from benchmarks.server_process import RunningServer, scrape, server_process
+from benchmarks.results import PhaseResult, Summary
+from benchmarks.server_process import server_process
 from mozart_server.errors import ModelLoadError
 from mozart_server.models.manifest import read_manifest
 
-ROOT = Path(__file__).resolve().parent.parent
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 RESULTS = Path(__file__).with_name("results")
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One Locust run: a user class at a fixed number of users for a fixed time."""
-
-    name: str
-    user_class: str
-    users: int
-    seconds: int
-    unary_mode: str = "clips"
-    stream_rate: str = "clip"
+HEAVY = "heavy"  # --model heavy: the generated heavy benchmark model
 
 
 @dataclass(frozen=True)
@@ -59,23 +58,31 @@ class Profile:
     ceiling_seconds_per_batch: float
     stream_seconds: float
     phases: tuple[Phase, ...]
+    knee_steps: tuple[int, ...] = ()  # stream counts the knee ramp may run; () runs none
+    knee_seconds: int = 20  # how long each step of the ramp runs
 
 
 def profile(name: str, gate_streams: int, target_streams: Sequence[int]) -> Profile:
-    """The quick profile (the gate, under two minutes), the full one (`make bench`) or smoke.
+    """The quick profile (the gate), the full one (`make bench`), knee (the ramp only) or smoke.
 
-    smoke (tests only) measures just enough to exercise every part in about 30 seconds.
+    smoke (tests only) measures just enough to exercise every part, a few seconds each.
     """
     if name == "smoke":
         return Profile(
-            ceiling_seconds_per_batch=0.2,
+            ceiling_seconds_per_batch=0.1,
             stream_seconds=4.0,
             phases=(
-                Phase("overhead", "UnaryUser", 1, 6, "single-window"),
-                Phase("users-4", "UnaryUser", 4, 5),
-                Phase("streams-2", "StreamUser", 2, 6),
-                Phase("v2-2", "V2User", 2, 3),
+                Phase("overhead", "UnaryUser", 1, 4, "single-window"),
+                Phase("users-4", "UnaryUser", 4, 3),
+                Phase("streams-2", "StreamUser", 2, 4),
+                Phase("v2-2", "V2User", 2, 2),
             ),
+            knee_steps=(2,),
+            knee_seconds=3,
+        )
+    if name == "knee":
+        return Profile(
+            ceiling_seconds_per_batch=1.0, stream_seconds=40.0, phases=(), knee_steps=STEPS
         )
     if name == "quick":
         return Profile(
@@ -107,116 +114,24 @@ def profile(name: str, gate_streams: int, target_streams: Sequence[int]) -> Prof
             *streams,
             at_model_rate,
         ),
+        knee_steps=STEPS,
     )
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process (Linux /proc; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+@dataclass(frozen=True)
+class Served:
+    """What one server's session measured, and what that server said it ran."""
+
+    phases: list[PhaseResult]
+    artifact: str  # the artifact the server logged it serves ("" if unsaid)
+    module: str  # the mozart_server package file the server process imported
+    knee_steps: list[KneeStep]
+    knee_hop_ms: int
 
 
-def run_phase(
-    phase: Phase,
-    *,
-    address: str,
-    model: str,
-    clips: str,
-    stream_seconds: float,
-    folder: Path,
-    cpus: frozenset[int] | None = None,
-) -> None:
-    """Runs Locust headless for one phase, on `cpus` if given; CSVs and log land in `folder`."""
-    command = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), phase.user_class,
-        "--headless", "--only-summary", "--loglevel", "WARNING",
-        "-u", str(phase.users), "-r", str(phase.users), "-t", f"{phase.seconds}s",
-        "--host", address, "--csv", str(folder / phase.name),
-        "--model", model, "--clips", clips, "--unary-mode", phase.unary_mode,
-        "--stream-seconds", str(stream_seconds), "--stream-rate", phase.stream_rate,
-        "--raw-csv", str(folder / f"{phase.name}_requests.csv"),
-    ]  # fmt: skip
-    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in paths if path))
-    with (folder / f"{phase.name}.log").open("w") as log, pinned(cpus):
-        # Locust exits 1 when a request failed; the summary counts failures itself.
-        subprocess.run(  # noqa: S603 - our own interpreter and arguments, no shell
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=phase.seconds + 120,
-            check=False,
-        )
-    if not (folder / f"{phase.name}_requests.csv").exists():
-        raise RuntimeError(
-            f"Locust wrote no results for {phase.name}; see {folder}/{phase.name}.log"
-        )
-
-
-def _cpu_list(cpus: frozenset[int] | None) -> str:
-    return ",".join(str(cpu) for cpu in sorted(cpus)) if cpus is not None else ""
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
-def _progress(phase: PhaseResult, ceiling_windows_per_s: float) -> str:
-    return (
-        f"    {phase.requests} requests, {phase.failures} failed, "
-        f"{phase.windows_per_s:.1f} windows/s ({phase.windows_per_s / ceiling_windows_per_s:.2f} "
-        f"of the first ceiling), median {phase.latency.median_ms:.1f} ms, "
-        f"p99 {phase.latency.p99_ms:.1f} ms, "
-        f"mean batch {phase.server.mean_batch_size:.1f}"
-    )
-
-
-def _measure_phase(
-    phase: Phase,
-    number: int,
-    *,
-    plan: Profile,
-    server: RunningServer,
-    args: argparse.Namespace,
-    folder: Path,
-    ceiling_windows_per_s: float,
-    label: str = "",
-) -> PhaseResult:
-    """Runs one phase between two /metrics scrapes and reads its results."""
-    _say(
-        f"[{label}{number}/{len(plan.phases)}] {phase.name}: "
-        f"{phase.users} x {phase.user_class} for {phase.seconds} s"
-    )
-    before, cpu_before = scrape(server.metrics_url), _cpu_seconds(server.pid)
-    (folder / f"{phase.name}_metrics_before.txt").write_text(str(before))
-    run_phase(
-        phase,
-        address=server.address,
-        model=args.model,
-        clips=args.clips,
-        stream_seconds=plan.stream_seconds,
-        folder=folder,
-        cpus=args.load_cpus,
-    )
-    after, cpu_after = scrape(server.metrics_url), _cpu_seconds(server.pid)
-    (folder / f"{phase.name}_metrics_after.txt").write_text(str(after))
-    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
-    result = read_raw(
-        folder / f"{phase.name}_requests.csv",
-        name=phase.name,
-        user_class=phase.user_class,
-        users=phase.users,
-        seconds=phase.seconds,
-        server=server_delta(before, after, cpu),
-    )
-    _say(_progress(result, ceiling_windows_per_s))
-    time.sleep(1)  # let the last calls of this phase drain before the next scrape
-    return result
+def knee_hop_ms(ceiling: Ceiling) -> int:
+    """The ramp's hop: 1 s, or the whole window for a model whose window is shorter."""
+    return min(KNEE_HOP_MS, ceiling.window_samples * 1000 // ceiling.sample_rate_hz)
 
 
 def _serve(
@@ -227,15 +142,14 @@ def _serve(
     args: argparse.Namespace,
     folder: Path,
     ceiling: Ceiling,
-) -> tuple[list[PhaseResult], str]:
-    """Starts a server with this engine's settings and runs every phase against it.
-
-    Returns the phases' results and the artifact the server logged it serves ("" if unsaid).
+    bound_ms: float,
+) -> Served:
+    """Starts a server with this engine's settings, runs every phase, then the knee ramp.
 
     Raises:
         RuntimeError: the server serves another artifact than the ceiling measured.
     """
-    _say(f"[{label}server] starting")
+    say(f"[{label}server] starting")
     with server_process(
         args.model_repository, engine.overrides, folder / "server.log", cpus=args.server_cpus
     ) as server:
@@ -245,31 +159,77 @@ def _serve(
                 f"the server serves {served} but the ceiling measured {ceiling.artifact}; "
                 f"see {folder / 'server.log'}"
             )
-        _say(
+        say(
             f"[{label}server] serving {served or 'an artifact its log did not name'} on "
-            f"{server.address} (metrics {server.metrics_url})"
+            f"{server.address} (metrics {server.metrics_url}), code {server.module_file}"
         )
+        load = Load(args.model, args.clips, plan.stream_seconds, args.load_cpus)
         phases = [
-            _measure_phase(
+            measure_phase(
                 phase,
-                number,
-                plan=plan,
+                title=f"{label}{number}/{len(plan.phases)}",
                 server=server,
-                args=args,
+                load=load,
                 folder=folder,
                 ceiling_windows_per_s=ceiling.windows_per_s,
-                label=label,
             )
             for number, phase in enumerate(plan.phases, 1)
         ]
-    return phases, served
+        hop_ms = knee_hop_ms(ceiling)
+
+        def knee_step(streams: int) -> KneeStep:
+            processes = load_processes(streams, args.streams_per_load_process)
+            phase = Phase(f"knee-{streams}", "StreamUser", streams, plan.knee_seconds,
+                          hop_ms=hop_ms)  # fmt: skip
+            measured = measure_phase(
+                phase,
+                title=f"{label}knee",
+                server=server,
+                load=load,
+                folder=folder,
+                ceiling_windows_per_s=ceiling.windows_per_s,
+                processes=processes,
+            )
+            return KneeStep(
+                streams=streams,
+                seconds=phase.seconds,
+                windows=measured.latency.count,
+                failures=measured.failures,
+                p50_ms=measured.latency.median_ms,
+                p99_ms=measured.latency.p99_ms,
+                windows_per_s=measured.windows_per_s,
+                load_processes=processes,
+                load_cpu_s=measured.load_cpu_s,
+                server_cpu_s=measured.server.cpu_s,
+            )
+
+        steps = []
+        if plan.knee_steps:
+            say(f"[{label}knee] streams at hop {hop_ms} ms until p99 > {bound_ms:g} ms")
+            steps = ramp(knee_step, bound_ms, plan.knee_steps, say=say)
+    return Served(phases, served, server.module_file, steps, hop_ms)
+
+
+def _cpu_list(cpus: frozenset[int] | None) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus)) if cpus is not None else ""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
-    parser.add_argument("--profile", choices=("quick", "full", "smoke"), default="full")
+    parser.add_argument("--profile", choices=("quick", "full", "knee", "smoke"), default="full")
     parser.add_argument("--model-repository", type=Path, default=Path("models"))
-    parser.add_argument("--model", default="composer-cnn")
+    parser.add_argument(
+        "--model",
+        default="composer-cnn",
+        help=f"the model to load; `{HEAVY}` builds (or reuses) the heavy benchmark model "
+        "(about 0.35 GMAC per window) and serves it from its own repository",
+    )
+    parser.add_argument(
+        "--streams-per-load-process",
+        type=int,
+        default=STREAMS_PER_LOAD_PROCESS,
+        help="the knee ramp splits its streams over one Locust process per this many",
+    )
     parser.add_argument("--clips", default=DEFAULT_CLIPS, help="glob of real audio clips")
     parser.add_argument(
         "--set",
@@ -289,6 +249,30 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=RESULTS, help="parent folder of the run")
     parser.add_argument("--gate", action="store_true", help="exit 1 when the gate fails")
     parser.add_argument(
+        "--phases",
+        metavar="LIST",
+        help="run only these of the profile's phases (names separated by commas, e.g. "
+        "overhead), and no knee ramp unless `knee` is among them",
+    )
+    parser.add_argument(
+        "--candidate-src",
+        type=Path,
+        metavar="DIR",
+        help="with --gate: the source tree whose server/ and proto/ the candidate server "
+        "runs (default: this working tree)",
+    )
+    parser.add_argument(
+        "--baseline-commit",
+        metavar="REV",
+        help="with --gate: compare against this commit instead of the newest v* tag or "
+        "gates.toml's pinned commit",
+    )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="with --gate: the absolute floors alone, no baseline run",
+    )
+    parser.add_argument(
         "--server-cpus",
         type=parse_cpu_list,
         metavar="LIST",
@@ -303,14 +287,59 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _gate_against_baseline(
+    args: argparse.Namespace,
+    engine: EngineUnderTest,
+    thresholds: tuple[Thresholds, Thresholds],
+    hop_ms: int,
+    folder: Path,
+) -> int | None:
+    """The ABBA gate against the baseline; None when there is no baseline to run.
+
+    Without one (no git, a shallow clone), it says so and the run goes on with the
+    absolute floors alone: a fresh clone must not fail for that.
+    """
+    rules = load_rules(args.gates)
+    baseline = choose_baseline(
+        args.baseline_commit or rules.commit, tags=args.baseline_commit is None
+    )
+    if isinstance(baseline, str):
+        say(f"baseline gate: no baseline, {baseline}; the absolute floors alone gate this run")
+        return None
+    gate, targets = thresholds
+    return gate_against_baseline(
+        GateRun(args, engine, baseline, rules, gate, targets, hop_ms, folder, folder.name)
+    )
+
+
+def _only(plan: Profile, phases: str | None) -> Profile:
+    """The profile with only the named phases (and the knee ramp only if `knee` is named)."""
+    if phases is None:
+        return plan
+    names = {name.strip() for name in phases.split(",")}
+    kept = tuple(phase for phase in plan.phases if phase.name in names)
+    return replace(plan, phases=kept, knee_steps=plan.knee_steps if "knee" in names else ())
+
+
+def _choose_model(args: argparse.Namespace) -> argparse.Namespace:
+    """`--model heavy`: the heavy benchmark model, from its own (cached) repository."""
+    if args.model == HEAVY:
+        say("[model] the heavy benchmark model (built on first use, then cached)")
+        args.model_repository = ensure_heavy_model()
+        args.model = HEAVY_NAME
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the benchmark; with --gate, exits 1 when a gate threshold fails (for any engine)."""
-    args = _parser().parse_args(argv)
-
+    args = _choose_model(_parser().parse_args(argv))
     overrides = dict(item.split("=", 1) for item in args.set)
     gate, targets = load_thresholds(args.gates, "gate"), load_thresholds(args.gates, "targets")
-    plan = profile(
-        args.profile, gate.streams, (targets.streams, 2 * targets.streams, 4 * targets.streams)
+    plan = _only(
+        profile(
+            args.profile, gate.streams, (targets.streams, 2 * targets.streams, 4 * targets.streams)
+        ),
+        args.phases,
     )
     try:
         # Before anything runs: an engine the model cannot serve here ends the run now.
@@ -328,15 +357,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = [f"{engine.choice} " if side_by_side else "" for engine in engines]
     for engine_folder in folders:
         engine_folder.mkdir(parents=True)
-    _say(f"benchmark {args.profile}: {len(clips)} clips from {args.clips}; results in {folder}")
+    say(f"benchmark {args.profile}: {len(clips)} clips from {args.clips}; results in {folder}")
     for engine in engines:
-        _say(
-            f"[engine] {engine.choice}: {engine.artifact.file} "
-            f"({engine.artifact.precision}, {engine.artifact.kind})"
-        )
+        say(f"[engine] {engine.choice}: {engine.artifact.file} "
+            f"({engine.artifact.precision}, {engine.artifact.kind})")  # fmt: skip
+    if args.gate and args.profile == "quick" and not side_by_side and not args.no_baseline:
+        code = _gate_against_baseline(args, engines[0], (gate, targets), hop_ms, folder)
+        if code is not None:
+            return code
 
     def ceiling_now(engine: EngineUnderTest, label: str) -> Ceiling:
-        _say(
+        say(
             f"[{label}ceiling] {args.model} in-process, batch 1..64, "
             f"{plan.ceiling_seconds_per_batch} s each"
         )
@@ -344,29 +375,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             ceiling = measure_ceiling(
                 engine.settings, args.model, seconds_per_batch=plan.ceiling_seconds_per_batch
             )
-        _say(format_ceiling(ceiling))
+        say(format_ceiling(ceiling))
         return ceiling
 
     # Every ceiling before the first server and again, in reverse order, after the last:
     # the machine's drift then weighs on each engine's mean alike.
     firsts = [ceiling_now(engine, label) for engine, label in zip(engines, labels, strict=True)]
+    bound_ms = targets.max_stream_p99_ms
     served = [
-        _serve(engine, label, plan=plan, args=args, folder=engine_folder, ceiling=first)
+        _serve(
+            engine,
+            label,
+            plan=plan,
+            args=args,
+            folder=engine_folder,
+            ceiling=first,
+            bound_ms=bound_ms,
+        )
         for engine, label, engine_folder, first in zip(
             engines, labels, folders, firsts, strict=True
         )
     ]
-    _say("[ceiling] again, now that the load is over")
+    say("[ceiling] again, now that the load is over")
     lasts = [
         ceiling_now(engine, label)
         for engine, label in reversed(list(zip(engines, labels, strict=True)))
     ][::-1]
     summaries = []
-    for engine, label, engine_folder, first, last, (phases, server_artifact) in zip(
+    for engine, label, engine_folder, first, last, session in zip(
         engines, labels, folders, firsts, lasts, served, strict=True
     ):
         ceiling = combine(first, last)
-        _say(
+        say(
             f"{label}ceiling before {first.windows_per_s:.1f}, after {last.windows_per_s:.1f}, "
             f"mean {ceiling.windows_per_s:.1f} windows/s; batch-1 median "
             f"{ceiling.batch1_median_ms:.2f} ms"
@@ -382,23 +422,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             server_cpus=_cpu_list(args.server_cpus),
             load_cpus=_cpu_list(args.load_cpus),
             ceiling=ceiling,
-            phases=tuple(phases),
+            phases=tuple(session.phases),
             ceiling_before_windows_per_s=first.windows_per_s,
             ceiling_after_windows_per_s=last.windows_per_s,
             engine_choice=engine.choice,
-            server_artifact=server_artifact,
+            server_artifact=session.artifact,
+            knee=(
+                Knee(
+                    model=args.model,
+                    bound_ms=bound_ms,
+                    hop_ms=session.knee_hop_ms,
+                    steps=tuple(session.knee_steps),
+                    ceiling_streams=ceiling.windows_per_s * session.knee_hop_ms / 1000,
+                )
+                if session.knee_steps
+                else None
+            ),
+            server_module=session.module,
         )
         summary.write(engine_folder / "summary.json")
         gate_table, targets_table = write_report(summary, engine_folder, gate, targets)
         if not side_by_side:
-            _say(f"\n{gate_table}\n\n{targets_table}")
+            say(f"\n{gate_table}\n\n{targets_table}")
+        if summary.knee is not None:
+            say(f"\n{label}{summary.knee.describe()}")
         summaries.append(summary)
     if side_by_side:
         comparison = Comparison(tuple(summaries))
         comparison.write(folder / "comparison.json")
         gate_tables = write_comparison_report(comparison, folder, gate)
-        _say("\n" + "\n".join(comparison_tables(comparison)) + f"\n\n{gate_tables}")
-    _say(f"\nreport: {folder / 'report.md'}")
+        say("\n" + "\n".join(comparison_tables(comparison)) + f"\n\n{gate_tables}")
+    say(f"\nreport: {folder / 'report.md'}")
     # Every engine that serves must pass the gate against its own ceiling.
     passed = all(check.passed for summary in summaries for check in evaluate(summary, gate))
     return 0 if passed or not args.gate else 1

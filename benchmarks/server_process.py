@@ -24,6 +24,15 @@ HOST = "127.0.0.1"
 _READY = "serving"
 _ENGINE_CHOSEN = "engine chosen"  # the EngineFactory's log line, one per version loaded
 _NOT_READY = "no model version loaded; health stays NOT_SERVING"
+_SOURCE = "benchmark source"
+# Runs `python -m mozart_server` after logging, as one JSON line, which files it imports:
+# the proof that a baseline's server runs the baseline's code, not the candidate's.
+_LAUNCH = (
+    "import json, runpy, sys, mozart_proto, mozart_server; "
+    f"print(json.dumps({{'message': {_SOURCE!r}, 'mozart_server': mozart_server.__file__, "
+    "'mozart_proto': mozart_proto.__file__}), file=sys.stderr, flush=True); "
+    "runpy.run_module('mozart_server', run_name='__main__', alter_sys=True)"
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,8 @@ class RunningServer:
     address: str
     metrics_url: str
     pid: int
+    #: The mozart_server package file the server process imported.
+    module_file: str = ""
     #: The artifact file each model is served from, by model name, as the server logged
     #: it ("engine chosen"); empty when its log level hides INFO lines.
     artifacts: Mapping[str, str] = field(default_factory=dict)
@@ -49,13 +60,25 @@ def scrape(metrics_url: str) -> dict[str, float]:
     return totals
 
 
+def _environment(source: Path | None) -> dict[str, str]:
+    """This process's environment; with `source`, its server and proto packages first."""
+    env = dict(os.environ)
+    if source is not None:
+        # PYTHONPATH comes before the venv's editable installs on sys.path.
+        paths = [str(source / "server"), str(source / "proto"), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
+    return env
+
+
 @contextmanager
 def server_process(
     model_repository: Path,
     settings: Mapping[str, str],
     log_file: Path,
+    *,
     start_timeout_s: float = 180.0,
     cpus: frozenset[int] | None = None,
+    source: Path | None = None,
 ) -> Iterator[RunningServer]:
     """Starts the server on 127.0.0.1 with free ports, waits until it serves, stops it on exit.
 
@@ -65,6 +88,8 @@ def server_process(
         log_file: where the server's JSON log lines are written.
         start_timeout_s: how long loading and warming the models may take.
         cpus: the CPUs the server runs on; None leaves it where the OS puts it.
+        source: a source tree whose `server/` and `proto/` are imported instead of the
+            installed packages (a baseline checkout); None runs what the venv has.
 
     Raises:
         RuntimeError: the server exited or did not become ready in time.
@@ -76,11 +101,11 @@ def server_process(
         flags += ["--" + name.replace("_", "-"), value]
     with pinned(cpus):
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and flags, no shell
-            [sys.executable, "-m", "mozart_server", *flags],
+            [sys.executable, "-c", _LAUNCH, *flags],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
-            env=dict(os.environ),
+            env=_environment(source),
         )
     events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
 
@@ -101,12 +126,15 @@ def server_process(
     try:
         started: dict[str, Any] = {}
         artifacts: dict[str, str] = {}
+        module_file = ""
         while True:
             try:
                 entry = events.get(timeout=start_timeout_s)
             except queue.Empty:
                 raise RuntimeError(f"the server did not become ready; see {log_file}") from None
-            if entry.get("message") == "server started":
+            if entry.get("message") == _SOURCE:
+                module_file = str(entry.get("mozart_server"))
+            elif entry.get("message") == "server started":
                 started = entry
             elif entry.get("message") == _ENGINE_CHOSEN:
                 artifacts[str(entry.get("model"))] = str(entry.get("artifact"))
@@ -118,6 +146,7 @@ def server_process(
             address=f"{HOST}:{started['grpc_port']}",
             metrics_url=f"http://{HOST}:{started['metrics_port']}/metrics",
             pid=process.pid,
+            module_file=module_file,
             artifacts=artifacts,
         )
     finally:

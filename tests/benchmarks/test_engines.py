@@ -1,5 +1,7 @@
 """Engines in the benchmarks: the ceiling measures the artifact that serves, and `--engines`.
 
+(The end-to-end run of both engines side by side is in test_run.py, which shares one run.)
+
 A version of the tiny test model with a real static INT8 artifact beside model.onnx stands
 in for a model that `mozart optimize` has optimized. Speed is never asserted: these check
 what was measured, and that the side-by-side ratios are the figures' own ratios.
@@ -9,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import soundfile
 
 from benchmarks.ceiling import BatchMeasurement, Ceiling, combine, format_ceiling, measure_ceiling
 from benchmarks.compare import Comparison
@@ -25,10 +24,7 @@ from benchmarks.run import main as run_main
 from mozart_server.errors import ModelLoadError
 from mozart_server.settings import EngineChoice, ServerSettings
 from tests.support.artifacts import add_int8_artifact
-from tests.support.audio import music_clip
 from tests.support.models import build_test_model
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -210,66 +206,3 @@ def test_a_comparison_needs_distinct_engines_on_the_same_phases() -> None:
         Comparison((fp32, fp32))
     with pytest.raises(ValueError, match="different phases"):
         Comparison((fp32, _summary("int8", (*phases, _phase("users-4", 1, 1.0)), 800)))
-
-
-@pytest.mark.slow
-def test_a_run_measures_fp32_and_int8_side_by_side(optimized: Path, tmp_path: Path) -> None:
-    for seed in range(2):
-        soundfile.write(tmp_path / f"clip{seed}.flac", music_clip(8.0, 16_000, seed=seed),
-                        16_000, subtype="PCM_16")  # fmt: skip
-    out = tmp_path / "results"
-    finished = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--profile", "smoke", "--model", "tiny",
-         "--model-repository", str(optimized), "--clips", str(tmp_path / "*.flac"),
-         "--out", str(out), "--gate", "--engines", "fp32,int8"],
-        cwd=ROOT, capture_output=True, text=True, timeout=280, check=False,
-    )  # fmt: skip
-    output = finished.stdout + finished.stderr
-    (folder,) = out.iterdir()
-    assert finished.returncode in (0, 1), output  # 1: the smoke profile runs too little to pass
-    assert "[int8 1/4] overhead" in output
-    assert "gate for fp32" in output
-    assert "gate for int8" in output
-
-    summaries = {
-        engine: json.loads((folder / engine / "summary.json").read_text())
-        for engine in ("fp32", "int8")
-    }
-    for engine, artifact in (("fp32", "model.onnx"), ("int8", "model.int8.onnx")):
-        summary = summaries[engine]
-        assert summary["engine_choice"] == engine
-        assert summary["server_settings"] == {"engine": engine}
-        assert (summary["ceiling"]["artifact"], summary["ceiling"]["precision"]) == (
-            artifact, engine
-        )  # fmt: skip
-        # The server logged the same artifact the ceiling measured.
-        assert summary["server_artifact"] == artifact
-        assert all(phase["failures"] == 0 for phase in summary["phases"])
-        assert (
-            f"{artifact} ({engine}, onnxruntime on cpu"
-            in (folder / engine / "report.md").read_text()
-        )
-
-    comparison = json.loads((folder / "comparison.json").read_text())
-    assert comparison["baseline"] == "fp32"
-    assert [engine["engine"] for engine in comparison["engines"]] == ["fp32", "int8"]
-    (ratios,) = comparison["ratios"]
-    fp32, int8 = summaries["fp32"], summaries["int8"]
-    assert ratios["ceiling_windows_per_s"] == pytest.approx(
-        int8["derived"]["ceiling_windows_per_s"] / fp32["derived"]["ceiling_windows_per_s"]
-    )
-    assert ratios["batch1_median_ms"] == pytest.approx(
-        int8["derived"]["batch1_median_ms"] / fp32["derived"]["batch1_median_ms"]
-    )
-    assert [phase["name"] for phase in ratios["phases"]] == [
-        phase["name"] for phase in fp32["phases"]
-    ]
-    for ratio, base, other in zip(ratios["phases"], fp32["phases"], int8["phases"], strict=True):
-        assert ratio["windows_per_s"] == pytest.approx(
-            other["windows_per_s"] / base["windows_per_s"]
-        )
-    report = (folder / "report.md").read_text()
-    assert "fp32, int8 side by side" in report
-    assert "| windows/s (best batch size) |" in report
-    assert "int8 / fp32" in report
-    assert "[int8](int8/report.md)" in report
