@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-# Intra-op threads per session under the auto layout (docs/server.md).
+# The auto layout (docs/server.md): intra-op threads per session, and the fewest sessions.
 THREADS_PER_INSTANCE = 2
+MIN_INSTANCES = 2
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,16 @@ def default_layout(
 ) -> Layout:
     """The layout `auto` resolves to on `cpus` CPUs (docs/server.md, "Defaults that fit...").
 
-    The rule, from measurements on a 2-CPU machine with two CNNs (docs/server.md): one
-    session per two usable CPUs, each with two intra-op threads, never spinning. Two
-    threads per session halve the batch-1 latency and reach the ceiling at saturation;
-    spinning threads take the CPU the event loop and the other sessions need. One CPU
-    gets one session of one thread. A value given explicitly is kept, and the other is
-    fitted around it: the CPUs are shared among explicit instances, and explicit threads
-    set how many sessions fit (0, ORT's own choice of threads, fits one).
+    The rule, from measurements on a 2-CPU machine with two CNNs (docs/server.md): two
+    intra-op threads per session (one on one CPU), and as many sessions as the CPUs hold
+    at that width but never fewer than two, without spinning. Two threads cut the batch-1
+    compute of a heavier model about in half; a second session computes while the first
+    one's results go back and the next batch forms, which one session leaves idle; idle
+    threads that do not spin sleep, so the second session costs little when it has no
+    work; spinning threads take the CPU the event loop and the other session need. A
+    value given explicitly is kept and the other fitted around it: explicit instances
+    share the CPUs among them; explicit threads set how many sessions fit (still at
+    least two), and 0 (ORT's own choice, a thread per core) gets one session.
 
     Args:
         cpus: usable CPUs (`usable_cpus().count`).
@@ -98,14 +102,11 @@ def default_layout(
     """
     cpus = max(1, cpus)
     if instances is None:
-        if intra_op_threads is None:
-            instances = max(1, cpus // THREADS_PER_INSTANCE)
-        elif intra_op_threads == 0:
-            instances = 1
-        else:
-            instances = max(1, cpus // intra_op_threads)
-    if intra_op_threads is None:
-        intra_op_threads = max(1, cpus // max(1, instances))
+        threads = min(THREADS_PER_INSTANCE, cpus) if intra_op_threads is None else intra_op_threads
+        instances = 1 if threads == 0 else max(MIN_INSTANCES, cpus // threads)
+        intra_op_threads = threads
+    elif intra_op_threads is None:
+        intra_op_threads = max(1, cpus // instances)
     return Layout(instances=instances, intra_op_threads=intra_op_threads, allow_spinning=False)
 
 

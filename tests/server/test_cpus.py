@@ -76,7 +76,7 @@ def test_no_cgroup_files_and_the_real_affinity(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("cpus", "layout"),
-    [(1, (1, 1)), (2, (1, 2)), (3, (1, 3)), (4, (2, 2)), (8, (4, 2)), (0, (1, 1))],
+    [(1, (2, 1)), (2, (2, 2)), (3, (2, 2)), (4, (2, 2)), (8, (4, 2)), (0, (2, 1))],
 )
 def test_the_auto_rule(cpus: int, layout: tuple[int, int]) -> None:
     assert default_layout(cpus) == Layout(*layout, allow_spinning=False)
@@ -84,6 +84,7 @@ def test_the_auto_rule(cpus: int, layout: tuple[int, int]) -> None:
 
 def test_the_auto_rule_fits_around_an_explicit_value() -> None:
     assert default_layout(2, instances=2) == Layout(2, 1, False)
+    assert default_layout(2, instances=1) == Layout(1, 2, False)
     assert default_layout(8, instances=2) == Layout(2, 4, False)
     assert default_layout(8, intra_op_threads=4) == Layout(2, 4, False)
     assert default_layout(2, intra_op_threads=0) == Layout(1, 0, False)  # 0: ORT chooses
