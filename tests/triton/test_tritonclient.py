@@ -79,7 +79,10 @@ def test_model_config_follows_triton(session, server: InProcessServer) -> None:
     assert config["platform"] == "onnxruntime_onnx"
     assert config["backend"] == "onnxruntime"
     assert config["default_model_filename"] == "model.onnx"  # the version lists no artifact
-    assert config["instance_group"] == [{"name": "tiny_cpu", "count": 1, "kind": "KIND_CPU"}]
+    instances = server.server.settings.engine.onnx.instances  # auto: from the usable CPUs
+    assert config["instance_group"] == [
+        {"name": "tiny_cpu", "count": instances, "kind": "KIND_CPU"}
+    ]
     assert config["parameters"] == {
         "precision": {"string_value": "fp32"}, "artifact": {"string_value": "model.onnx"}
     }  # fmt: skip
