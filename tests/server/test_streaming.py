@@ -197,6 +197,9 @@ def test_incremental_frames_score_as_the_full_graph_on_real_clips(
     )
     whole = composer_stub.Classify(request, timeout=30)
     np.testing.assert_allclose([w.scores for w in whole.windows], expected, atol=1e-4)
+    assert [(w.index, w.start_ms, w.end_ms) for w in windows] == [
+        (w.index, w.start_ms, w.end_ms) for w in whole.windows
+    ]
 
 
 def test_every_window_sent_is_one_latency_observation(composer, composer_stub) -> None:

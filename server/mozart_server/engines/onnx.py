@@ -123,22 +123,19 @@ class OnnxEngine:
         self._input_name = self._inputs[0].name
         self._mel_name = ""
         self._front_input = ""
-        self._body_bytes = b""  # the body's graph, for the instances after the first
         # One front-end session for every caller (ORT runs a session from many threads at
         # once): batches in the worker threads, and streams' new frames from theirs.
         self._front_end: ort.InferenceSession | None = None
         try:
-            first, self.split_note = self._cut(model_file, full)
+            first, self.split_note, body = self._cut(model_file, full)
             if first.full is None:
                 del full  # the full graph was only the probe's reference
-                extra = [_Instance(body=self._make(self._body_bytes))
-                         for _ in range(settings.instances - 1)]  # fmt: skip
+                extra = [_Instance(body=self._make(body)) for _ in range(settings.instances - 1)]
             else:
                 extra = [_Instance(full=self._make(str(model_file)))
                          for _ in range(settings.instances - 1)]  # fmt: skip
         except Exception as error:  # ORT raises its own unexported exception types
             raise ModelLoadError(f"ONNX Runtime cannot load {model_file}: {error}") from error
-        self._body_bytes = b""
         self._instances = [first, *extra]
         self._free: queue.SimpleQueue[_Instance] = queue.SimpleQueue()
         for instance in self._instances:
@@ -147,28 +144,29 @@ class OnnxEngine:
         self.artifact = artifact
         self.device = "cpu" if running[0] in _CPU_PROVIDERS else "gpu"
 
-    def _cut(self, model_file: Path, full: ort.InferenceSession) -> tuple[_Instance, str]:
-        """The first instance, split when the cut holds; and the note on the cut."""
+    def _cut(self, model_file: Path, full: ort.InferenceSession) -> tuple[_Instance, str, bytes]:
+        """The first instance, split when the cut holds; the note on the cut; the body's graph."""
+        unsplit = _Instance(full=full)
         try:
             cut = split_graph(onnx.load(str(model_file)))
         except SplitError as error:
-            return _Instance(full=full), str(error)
+            return unsplit, str(error), b""
         except Exception as error:  # onnx's parser and shape inference raise their own types
-            return _Instance(full=full), f"the graph cannot be read for cutting: {error}"
+            return unsplit, f"the graph cannot be read for cutting: {error}", b""
         window = self._inputs[0].shape[1] if len(self._inputs[0].shape) == 2 else -1
         if window <= 0:
-            return _Instance(full=full), "the waveform input has no fixed window length"
+            return unsplit, "the waveform input has no fixed window length", b""
         try:
             front_end, body = self._make(cut.front_end), self._make(cut.body)
-        except Exception as error:
-            return _Instance(full=full), f"ONNX Runtime cannot load the halves: {error}"
+        except Exception as error:  # ORT raises its own unexported exception types
+            return unsplit, f"ONNX Runtime cannot load the halves: {error}", b""
         self._mel_name = cut.mel_tensor
         self._front_input = front_end.get_inputs()[0].name
         reason = self._probe(window, full, front_end, body)
         if reason is not None:
-            return _Instance(full=full), reason
-        self._front_end, self._body_bytes = front_end, cut.body
-        return _Instance(body=body), f"cut at {cut.mel_tensor!r}"
+            return unsplit, reason, b""
+        self._front_end = front_end
+        return _Instance(body=body), f"cut at {cut.mel_tensor!r}", cut.body
 
     def _probe(
         self,

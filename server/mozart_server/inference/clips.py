@@ -39,7 +39,8 @@ from mozart_server.audio.windowing import (
     window_count,
 )
 from mozart_server.batching.batcher import BatchResult, DynamicBatcher, Reservation
-from mozart_server.engines import EngineOutputs
+from mozart_server.engines import Engine, EngineOutputs
+from mozart_server.engines.split import FrameGeometry
 from mozart_server.errors import (
     InvalidArgumentError,
     OutOfRangeError,
@@ -323,16 +324,34 @@ class ClipClassifier:
 async def _windows(
     model: ServingVersion, samples: FloatArray, hop: int, first: int, count: int
 ) -> tuple[FloatArray, FloatArray | None]:
-    """Windows first..first+count-1 of a clip, and their mel windows when they overlap."""
+    """Windows first..first+count-1 of a clip, and their mel windows when they overlap.
+
+    Overlapping windows are cut, and their frames computed, in one trip to a worker
+    thread (tens of milliseconds for a long clip, too long for the event loop).
+    """
     window = model.manifest.window_samples
-    waveforms = cut_window_range(samples, window, hop, first, count)
     geometry = model.batcher.frames
     if geometry is None or count < 2 or hop >= window or not geometry.divides(hop):
-        return waveforms, None
-    span = samples[first * hop : (first + count - 1) * hop + window]
-    frames = await asyncio.to_thread(model.engine.features, span[np.newaxis])
+        return cut_window_range(samples, window, hop, first, count), None
+    return await asyncio.to_thread(
+        _cut_with_frames, model.engine, geometry, samples, hop, first, count, window
+    )
+
+
+def _cut_with_frames(  # noqa: PLR0917 (one private call site)
+    engine: Engine,
+    geometry: FrameGeometry,
+    samples: FloatArray,
+    hop: int,
+    first: int,
+    count: int,
+    window: int,
+) -> tuple[FloatArray, FloatArray]:
+    """The windows, and their mel windows cut from the frames of their span, computed once."""
+    waveforms = cut_window_range(samples, window, hop, first, count)
+    span = samples[np.newaxis, first * hop : (first + count - 1) * hop + window]
     step = hop // geometry.hop_length
-    return waveforms, cut_frame_windows(frames, geometry.window_frames, step, count)
+    return waveforms, cut_frame_windows(engine.features(span), geometry.window_frames, step, count)
 
 
 async def _submit(

@@ -3,6 +3,9 @@
 The caller's answer never waits for the copy: it runs as a task the router owns (a
 bounded number in flight; more are dropped and counted). The copy's outcome, latency,
 scores and top-1 agreement with the baseline are recorded; its answer goes nowhere.
+
+The copy carries the windows' samples, never the baseline's mel frames: the shadow may
+have another front end, and its own batches compute it (engines/split.py).
 """
 
 from __future__ import annotations
