@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 
@@ -10,11 +11,15 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import soundfile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from mozart_server.batching.batcher import BatcherConfig, DynamicBatcher
 from mozart_server.engines.onnx import OnnxEngine
 from mozart_server.engines.split import FrameGeometry, SplitError, split_graph
+from mozart_server.models.loader import frame_geometry
+from mozart_server.models.manifest import Manifest
 from mozart_server.observability.metrics import ServerMetrics
 from mozart_server.settings import OnnxSettings
 from tests.support.models import build_test_graph, build_test_model
@@ -29,7 +34,7 @@ def _real_windows(count: int) -> np.ndarray:
     clip = soundfile.read(ROOT / "demo" / "clips" / "mozart-k458-movement1.flac", dtype="float32")[
         0
     ]
-    return np.stack([clip[start : start + WINDOW] for start in range(0, 16_000 * count, 16_000)])
+    return np.stack([clip[start : start + WINDOW] for start in range(0, 8_000 * count, 8_000)])
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +95,50 @@ def test_a_graph_without_a_log_mel_front_end_is_not_split_and_the_load_says_why(
     assert len(said) == 1
     assert (said[0].model, said[0].version) == ("tiny", "1")  # type: ignore[attr-defined]
     assert "not [batch, 1, n_mels, frames]" in said[0].front_end  # type: ignore[attr-defined]
+
+
+def test_model_json_must_place_the_frames_where_the_engine_puts_them(engine: OnnxEngine) -> None:
+    manifest = json.loads((COMPOSER / "model.json").read_text())
+    geometry, note = frame_geometry(Manifest.model_validate(manifest), engine)
+    assert geometry == FrameGeometry(n_fft=512, hop_length=320, window_frames=149), note
+    wrong_hop = {**manifest, "front_end": {**manifest["front_end"], "hop_length": 160}}
+    geometry, note = frame_geometry(Manifest.model_validate(wrong_hop), engine)
+    assert geometry is None
+    assert "149 frames per window" in note
+    geometry, note = frame_geometry(Manifest.model_validate({**manifest, "front_end": {}}), engine)
+    assert geometry is None
+    assert "no positive n_fft and hop_length" in note
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.integers(1, 5), st.booleans()), min_size=1, max_size=6))
+def test_each_caller_gets_its_own_rows_whether_it_sent_frames_or_samples(
+    engine: OnnxEngine, submissions: list[tuple[int, bool]]
+) -> None:
+    windows = _real_windows(5)
+    features = engine.features(windows)
+    expected = engine.run(windows).probabilities
+    geometry = FrameGeometry(n_fft=512, hop_length=320, window_frames=149)
+    config = BatcherConfig(
+        max_batch_size=8, max_queue_delay_us=1_000, preferred_batch_sizes=(), max_queue_windows=64
+    )
+
+    async def scenario() -> list[np.ndarray]:
+        batcher = DynamicBatcher(
+            engine, config, ServerMetrics(CollectorRegistry()), "composer-cnn", "1", frames=geometry
+        )
+        batcher.start()
+        try:
+            results = await asyncio.gather(*(
+                batcher.submit(windows[:rows], features=features[:rows] if mel else None)
+                for rows, mel in submissions
+            ))  # fmt: skip
+        finally:
+            await batcher.aclose()
+        return [result.outputs.probabilities for result in results]
+
+    for (rows, _), got in zip(submissions, asyncio.run(scenario()), strict=True):
+        np.testing.assert_allclose(got, expected[:rows], atol=1e-5)
 
 
 def test_one_batch_holds_rows_with_frames_and_rows_without(engine: OnnxEngine) -> None:
