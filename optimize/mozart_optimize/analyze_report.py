@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from mozart_optimize.analyze import SATURATION_TARGET, Analysis, Point
+from mozart_optimize.analyze import NOISY_SPREAD, SATURATION_TARGET, Analysis, Point
 
 
 def _row(analysis: Analysis, point: Point, chosen: Point) -> str:
@@ -14,7 +14,8 @@ def _row(analysis: Analysis, point: Point, chosen: Point) -> str:
         f"{mark} {point.layout.describe():<9} {point.limits.describe():<10} "
         f"{point.ceiling_windows_per_s:>8.0f} {point.served_windows_per_s:>8.0f} "
         f"{analysis.saturation(point):>6.2f} {point.c1_median_ms:>8.2f} {point.c1_p99_ms:>8.2f} "
-        f"{point.batch1_compute_ms:>8.2f} {point.mean_batch:>6.1f} {point.spread:>7.0%}"
+        f"{point.batch1_compute_ms:>8.2f} {point.mean_batch:>6.1f} "
+        f"{point.cpu_ms_per_window:>7.2f} {point.spread:>7.0%}"
     )
 
 
@@ -27,19 +28,26 @@ def format_table(analysis: Analysis) -> str:
         f"of {analysis.grid.seconds:g} s, saturation at {analysis.grid.concurrency} callers",
         "",
         f"  {'layout':<9} {'batch':<10} {'ceiling':>8} {'served':>8} {'ratio':>6} "
-        f"{'c=1 p50':>8} {'c=1 p99':>8} {'batch-1':>8} {'mean':>6} {'spread':>7}",
+        f"{'c=1 p50':>8} {'c=1 p99':>8} {'batch-1':>8} {'mean':>6} {'CPU ms':>7} {'spread':>7}",
         f"  {'IxT':<9} {'max/delay':<10} {'w/s':>8} {'w/s':>8} {'':>6} "
-        f"{'ms':>8} {'ms':>8} {'ms':>8} {'batch':>6} {'':>7}",
+        f"{'ms':>8} {'ms':>8} {'ms':>8} {'batch':>6} {'/window':>7} {'':>7}",
     ]
     lines += [_row(analysis, point, chosen) for point in analysis.points]
     lines += [
         "",
         f"run ceiling: {analysis.ceiling_windows_per_s:.0f} windows/s (the best layout's engine "
         f"alone); fastest batch-1 compute: {analysis.batch1_compute_ms:.2f} ms",
-        f"ratio = served / run ceiling (target {SATURATION_TARGET:.2f}); spread = served "
-        f"throughput max/min - 1 over the rounds",
+        f"ratio = served / run ceiling (target {SATURATION_TARGET:.2f}); CPU ms/window = this "
+        f"process's CPU time per served window; spread = served max/min - 1 over the rounds",
         f"chosen (*): {chosen.layout.describe()}, batch {chosen.limits.describe()}: {reason}",
     ]
+    noisy = [point for point in analysis.points if point.spread > NOISY_SPREAD]
+    if noisy:
+        lines.append(
+            f"warning: {len(noisy)} of {len(analysis.points)} points spread by more than "
+            f"{NOISY_SPREAD:.0%} over the rounds: the machine was busy; measure again with "
+            "more --rounds or --seconds before trusting the choice"
+        )
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mozart_optimize.analyze import Analysis, BatchLimits, Grid, Layout, Point
 from mozart_optimize.analyze_cli import main
 from mozart_server.settings import CONFIG_FILE_VARIABLE, ServerSettings
 from tests.support.models import build_test_model
@@ -109,3 +110,26 @@ def test_analyze_is_on_the_mozart_command_and_needs_no_torch() -> None:
                           timeout=60, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "--max-queue-delays-us" in done.stdout
+
+
+def _point(layout: Layout, served: float, c1_ms: float, spread: float = 0.0) -> Point:
+    return Point(layout=layout, limits=BatchLimits(16, 0), ceiling_windows_per_s=100.0,
+                 batch1_compute_ms=1.0, served_windows_per_s=served, c1_median_ms=c1_ms,
+                 c1_p99_ms=c1_ms, mean_batch=16.0, cpu_ms_per_window=2.0,
+                 spread=spread)  # fmt: skip
+
+
+def test_the_winner_is_the_fastest_at_c1_among_those_that_saturate_or_tie() -> None:
+    wide, fast, slow = Layout(2, 1, False), Layout(1, 2, False), Layout(1, 1, False)
+    analysis = Analysis("m", "1", "model.onnx", "fp32", 2, Grid((wide, fast, slow), ()))
+    # Two reach 0.85 of the ceiling (100): the lower c=1 median of those two wins.
+    analysis.points = [_point(wide, 95, 3.0), _point(fast, 86, 2.0), _point(slow, 60, 1.0)]
+    assert analysis.best()[0].layout == fast
+    # None reaches it: within 5 % of the best served throughput, the lower median wins...
+    analysis.points = [_point(wide, 80, 3.0), _point(fast, 77, 2.0), _point(slow, 60, 1.0)]
+    assert analysis.best()[0].layout == fast
+    # ...and a best point that spread by 30 % over the rounds ties with what is that close.
+    analysis.points = [_point(wide, 80, 3.0, 0.3), _point(fast, 70, 2.0), _point(slow, 40, 1.0)]
+    chosen, reason = analysis.best()
+    assert chosen.layout == fast
+    assert "within 30%" in reason
