@@ -110,7 +110,8 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._state = state
         self._prefixes = tuple(f"/{name}/" for name in guarded_services)
         self._auth = auth
-        self._limits = limits
+        # Limits that are all off (the default) are none at all for the envelope.
+        self._limits = limits if limits is not None and limits.active else None
         self._known_model = known_model
         self._in_flight = in_flight if in_flight is not None else InFlightCalls()
         self._auth_log = ThrottledLog(logger)

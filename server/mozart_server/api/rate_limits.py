@@ -146,6 +146,15 @@ class ClientLimits:
             self._open.pop(client, None)
 
     @property
+    def active(self) -> bool:
+        """Whether any limit is on, so that a call can be refused for its client's rate."""
+        return (
+            self._requests is not None
+            or self._audio is not None
+            or self._settings.client_calls_in_flight > 0
+        )
+
+    @property
     def counts_audio(self) -> bool:
         """Whether request bytes need to be counted as audio."""
         return self._audio is not None
