@@ -36,9 +36,9 @@ from mozart_server.settings import ServerSettings
 # Saturation: the fraction of the run's ceiling a layout must reach to be chosen for latency.
 SATURATION_TARGET = 0.85
 # Below the target, points within this fraction of the best served throughput tie, or
-# within the best point's own spread over the rounds when that is larger (up to MAX_TIE).
+# within half the best point's own spread over the rounds when that is larger (to MAX_TIE).
 THROUGHPUT_TIE = 0.05
-MAX_TIE = 0.5
+MAX_TIE = 0.25
 # A spread above this is flagged in the table: the machine was busy, measure again.
 NOISY_SPREAD = 0.25
 PREFERRED_SIZES = (1, 4, 8, 16, 32, 64)
@@ -153,16 +153,17 @@ class Analysis:
                 f"(this one {self.saturation(chosen):.2f})"
             )
         top = max(self.points, key=lambda p: p.served_windows_per_s)
-        # Differences smaller than the measured spread are ties (at most half the best).
-        tie = min(MAX_TIE, max(THROUGHPUT_TIE, top.spread))
+        # Differences within half the best point's range over the rounds are ties.
+        tie = min(MAX_TIE, max(THROUGHPUT_TIE, top.spread / 2))
         floor = (1 - tie) * top.served_windows_per_s
         close = [p for p in self.points if p.served_windows_per_s >= floor]
         chosen = min(close, key=lambda p: p.c1_median_ms)
         return chosen, (
             f"no point reached {SATURATION_TARGET:.2f} of the ceiling; lowest concurrency-1 "
             f"median ({chosen.c1_median_ms:.2f} ms) among the {len(close)} points within "
-            f"{tie:.0%} of the best served throughput (the best point's spread over the rounds, "
-            f"at least {THROUGHPUT_TIE:.0%}; this one {self.saturation(chosen):.2f} of the ceiling)"
+            f"{tie:.0%} of the best served throughput (half the best point's spread over the "
+            f"rounds, at least {THROUGHPUT_TIE:.0%}, at most {MAX_TIE:.0%}; this one "
+            f"{self.saturation(chosen):.2f} of the ceiling)"
         )
 
 
