@@ -17,11 +17,15 @@ the same frames as the whole window is checked by the engine at load (engines/on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 import onnx.shape_inference
 import onnx.utils
+
+from mozart_server.tensors import FloatArray
 
 #: Nodes that may follow the Log and still belong to the front end: its normalisation
 #: and the axis the CNN wants. They combine the features with constants only.
@@ -133,13 +137,20 @@ def _free_sample_axis(front_end: onnx.ModelProto) -> None:
 class FrameGeometry:
     """Where a split front end's frames lie: frame k covers samples [k*hop, k*hop + n_fft).
 
-    Checked at load against the engine (models/loader.py), so that the frames of any
-    run of samples starting on a multiple of `hop_length` are the window's frames.
+    Checked at load against the engine (models/loader.py). ONNX Runtime computes the
+    same frame bit for bit only when it computes it the same way, and its kernels change
+    with the number of frames in one run (e.g. at most 64 frames take another path on
+    x86) and, with several threads, with long runs; an INT8 body is not continuous in
+    its input (a change in the last bit of a frame can move a score by 1e-2), so the
+    frames must be the window's own, bit for bit. So frames are computed in runs of
+    `min_run_frames` to `window_frames` frames, the sizes found exact at load.
     """
 
     n_fft: int
     hop_length: int
     window_frames: int  # frames of one model window
+    #: The fewest frames one front-end run may compute and match the window's bit for bit.
+    min_run_frames: int = 1
 
     def divides(self, hop_samples: int) -> bool:
         """Whether windows `hop_samples` apart start on a frame (so they can share frames)."""
@@ -148,3 +159,43 @@ class FrameGeometry:
     def frames_in(self, samples: int) -> int:
         """Frames that fit in `samples` samples (center=False)."""
         return 0 if samples < self.n_fft else 1 + (samples - self.n_fft) // self.hop_length
+
+    def run_samples(self, frames: int) -> int:
+        """Samples that hold exactly `frames` frames."""
+        return (frames - 1) * self.hop_length + self.n_fft
+
+
+def span_frames(
+    features: Callable[[FloatArray], FloatArray], geometry: FrameGeometry, samples: FloatArray
+) -> FloatArray:
+    """The frames of a run of samples, each computed as its window computes it.
+
+    The run is cut into pieces of `window_frames` frames, computed in one batch; the
+    last piece, when shorter than `min_run_frames`, is computed as the run's last
+    `window_frames` frames instead (or as the whole run, if it is shorter than that).
+
+    Args:
+        features: the engine's front end, [batch, samples] -> [batch, 1, n_mels, frames].
+        geometry: where the frames lie.
+        samples: mono samples, starting on a frame.
+
+    Returns:
+        [1, 1, n_mels, frames_in(len(samples))] float32.
+    """
+    total = geometry.frames_in(len(samples))
+    size, hop = geometry.window_frames, geometry.hop_length
+    if total <= size:
+        return features(samples[np.newaxis, : geometry.run_samples(total)])
+    whole = total // size
+    length = geometry.run_samples(size)
+    pieces = np.stack([samples[i * size * hop : i * size * hop + length] for i in range(whole)])
+    computed = features(pieces)  # [whole, 1, n_mels, size]
+    parts = [np.concatenate(list(computed), axis=-1)[np.newaxis]]
+    rest = total - whole * size
+    if rest:
+        first = total - max(rest, geometry.min_run_frames)
+        last = features(
+            samples[np.newaxis, first * hop : first * hop + geometry.run_samples(total - first)]
+        )
+        parts.append(last[..., -rest:])
+    return np.concatenate(parts, axis=-1)

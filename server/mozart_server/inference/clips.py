@@ -40,7 +40,7 @@ from mozart_server.audio.windowing import (
 )
 from mozart_server.batching.batcher import BatchResult, DynamicBatcher, Reservation
 from mozart_server.engines import Engine, EngineOutputs
-from mozart_server.engines.split import FrameGeometry
+from mozart_server.engines.split import FrameGeometry, span_frames
 from mozart_server.errors import (
     InvalidArgumentError,
     OutOfRangeError,
@@ -349,9 +349,10 @@ def _cut_with_frames(  # noqa: PLR0917 (one private call site)
 ) -> tuple[FloatArray, FloatArray]:
     """The windows, and their mel windows cut from the frames of their span, computed once."""
     waveforms = cut_window_range(samples, window, hop, first, count)
-    span = samples[np.newaxis, first * hop : (first + count - 1) * hop + window]
+    span = samples[first * hop : (first + count - 1) * hop + window]
+    frames = span_frames(engine.features, geometry, span)
     step = hop // geometry.hop_length
-    return waveforms, cut_frame_windows(engine.features(span), geometry.window_frames, step, count)
+    return waveforms, cut_frame_windows(frames, geometry.window_frames, step, count)
 
 
 async def _submit(

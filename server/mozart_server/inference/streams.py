@@ -131,8 +131,10 @@ class _StreamFrames:
     `start` is called in window order, and each window's frames are the previous
     window's minus its first `step` frames, plus the front end's frames of the window's
     last samples (computed in a worker thread, at once, while the previous window's may
-    still be computing). A window that does not follow the previous one, or whose
-    previous frames failed, gets all its frames from its own samples.
+    still be computing). Those last frames are at least `min_run_frames` (so that they
+    are the window's own bit for bit; see FrameGeometry), so with a small hop a window
+    computes more frames than it adds. A window that does not follow the previous one,
+    or whose previous frames failed, gets all its frames from its own samples.
     """
 
     def __init__(
@@ -145,6 +147,8 @@ class _StreamFrames:
         self._engine = engine
         self._geometry = geometry
         self._step = hop // geometry.hop_length
+        # Frames each window computes: what it adds, or the fewest that are exact.
+        self._computed = min(geometry.window_frames, max(self._step, geometry.min_run_frames))
         self._spawn = spawn
         self._previous: asyncio.Task[FloatArray] | None = None
         self._previous_index = -1
@@ -161,11 +165,12 @@ class _StreamFrames:
     async def _frames(
         self, window: Window, previous: asyncio.Task[FloatArray] | None
     ) -> FloatArray:
-        hop_length, step = self._geometry.hop_length, self._step
+        geometry, step = self._geometry, self._step
         if previous is None:
             return await asyncio.to_thread(self._engine.features, window.samples[np.newaxis])
-        kept = self._geometry.window_frames - step
-        tail = window.samples[np.newaxis, kept * hop_length :]
+        kept = geometry.window_frames - self._computed
+        start = kept * geometry.hop_length
+        tail = window.samples[np.newaxis, start : start + geometry.run_samples(self._computed)]
         new = await asyncio.to_thread(self._engine.features, tail)
         try:
             before = await asyncio.shield(previous)
@@ -177,7 +182,7 @@ class _StreamFrames:
             before = None  # the previous window's frames failed (its own caller sees why)
         if before is None:
             return await asyncio.to_thread(self._engine.features, window.samples[np.newaxis])
-        return np.concatenate([before[..., step:], new], axis=-1)
+        return np.concatenate([before[..., step : step + kept], new], axis=-1)
 
 
 async def _submit_window(

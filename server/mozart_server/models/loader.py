@@ -14,7 +14,7 @@ import numpy as np
 
 from mozart_server.batching.batcher import BatcherConfig, DynamicBatcher
 from mozart_server.engines import Engine, EngineFactory
-from mozart_server.engines.split import FrameGeometry
+from mozart_server.engines.split import FrameGeometry, span_frames
 from mozart_server.errors import ModelLoadError
 from mozart_server.models.manifest import (
     Manifest,
@@ -99,8 +99,10 @@ def frame_geometry(manifest: Manifest, engine: Engine) -> tuple[FrameGeometry | 
     """The frames streams and overlapping clips may share, or None; and why not.
 
     The engine must be split, model.json's ``front_end`` must give ``n_fft`` and
-    ``hop_length``, and the engine's frames must lie where they say: the window's frame
-    count, and the frames of the samples from a later frame on equal that frame onwards.
+    ``hop_length``, and the engine's frames must lie where they say, bit for bit (see
+    FrameGeometry): the window's frame count; the fewest frames one run may compute and
+    still give the window's last frames exactly (`min_run_frames`); and a long run cut
+    into pieces (`span_frames`, as clips compute theirs) gives every window's frames.
     """
     if not engine.split:
         return None, engine.split_note
@@ -111,22 +113,41 @@ def frame_geometry(manifest: Manifest, engine: Engine) -> tuple[FrameGeometry | 
             raise ValueError(hop)
     except (KeyError, TypeError, ValueError):
         return None, "model.json's front_end gives no positive n_fft and hop_length"
-    geometry = FrameGeometry(n_fft, hop, 1 + (manifest.window_samples - n_fft) // hop)
-    window = warmup_audio(manifest, 1)
+    window = manifest.window_samples
+    frames = 1 + (window - n_fft) // hop
+    probe = (0.1 * np.random.default_rng(1).standard_normal(3 * window)).astype(np.float32)
     try:
-        mel = engine.features(window)
-        later = geometry.window_frames // 3
-        tail = engine.features(window[:, later * hop :])
+        mel = engine.features(probe[np.newaxis, :window])
+        if mel.shape[-1] != frames:
+            return None, (
+                f"the front end gives {mel.shape[-1]} frames per window; n_fft {n_fft} and "
+                f"hop_length {hop} make {frames}"
+            )
+        fewest = _min_run_frames(engine, mel, probe, n_fft, hop)
+        geometry = FrameGeometry(n_fft, hop, frames, fewest)
+        computed = span_frames(engine.features, geometry, probe)
+        for start in (1, 37, frames, frames + 13):
+            own = engine.features(probe[np.newaxis, start * hop : start * hop + window])
+            if not np.array_equal(own, computed[..., start : start + frames]):
+                return None, "a long run's frames are not each window's own, bit for bit"
     except Exception as error:  # the runtime's own failure types
         return None, f"the front end does not run on part of a window: {error}"
-    if mel.shape[-1] != geometry.window_frames:
-        return None, (
-            f"the front end gives {mel.shape[-1]} frames per window; n_fft {n_fft} and "
-            f"hop_length {hop} make {geometry.window_frames}"
-        )
-    if tail.shape != mel[..., later:].shape or not np.allclose(tail, mel[..., later:], atol=1e-4):
-        return None, "the frames of a window's later samples are not the window's frames"
-    return geometry, engine.split_note
+    return geometry, f"{engine.split_note}; runs of {geometry.min_run_frames}+ frames are exact"
+
+
+def _min_run_frames(
+    engine: Engine, mel: FloatArray, probe: FloatArray, n_fft: int, hop: int
+) -> int:
+    """The fewest frames from which every run up to a window's is exact, bit for bit."""
+    frames = int(mel.shape[-1])
+    fewest = frames
+    for count in range(frames - 1, 0, -1):
+        start = (frames - count) * hop
+        run = engine.features(probe[np.newaxis, start : start + (count - 1) * hop + n_fft])
+        if not np.array_equal(run, mel[..., frames - count :]):
+            break
+        fewest = count
+    return fewest
 
 
 def _log_front_end(manifest: Manifest, geometry: FrameGeometry | None, note: str) -> None:
