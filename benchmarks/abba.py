@@ -52,7 +52,7 @@ STREAM_SECONDS = 12.0
 def gate_phases(rules: BaselineRules) -> tuple[Phase, ...]:
     """The three compared phases, short: each runs four times."""
     return (
-        Phase("overhead", "UnaryUser", 1, 4, "single-window"),
+        Phase("overhead", "UnaryUser", 1, 5, "single-window"),
         Phase("users-16", "UnaryUser", 16, 5),
         Phase(
             f"streams-{rules.streams}", "StreamUser", rules.streams, 9, hop_ms=rules.stream_hop_ms
@@ -105,7 +105,8 @@ def figures(
     compute = ceiling.batch1_median_ms
 
     def values(phase: str, side: str, field: str) -> tuple[float, ...]:
-        results = runs[side][phase]
+        # A repeat that answered nothing measured nothing: it is left out, not read as 0.
+        results = [result for result in runs[side][phase] if result.latency.count]
         if field == "windows_per_s":
             return tuple(result.windows_per_s for result in results)
         if field == "overhead":
@@ -146,6 +147,25 @@ class GateRun:
     hop_ms: int
     folder: Path
     started_at: str
+
+
+def _measure(
+    phase: Phase, title: str, side: Side, *, load: Load, folder: Path, ceiling: Ceiling
+) -> PhaseResult:
+    """One repeat of a phase; run again once if it answered nothing (Locust started late)."""
+    for attempt in (1, 2):
+        result = measure_phase(
+            phase,
+            title=title if attempt == 1 else f"{title}, again",
+            server=side.server,
+            load=load,
+            folder=folder,
+            ceiling_windows_per_s=ceiling.windows_per_s,
+        )
+        if result.latency.count:
+            break
+        say(f"    {phase.name} answered nothing on the {side.name}: once more")
+    return result
 
 
 @contextmanager
@@ -195,14 +215,10 @@ def gate_against_baseline(run: GateRun) -> int:
                 repeat = ORDER[:number].count(name) + 1
                 folder = run.folder / f"{name}-{repeat}"
                 folder.mkdir(exist_ok=True)
-                result = measure_phase(
-                    phase,
-                    title=f"{name} {repeat}",
-                    server=by_name[name].server,
-                    load=load,
-                    folder=folder,
-                    ceiling_windows_per_s=ceiling.windows_per_s,
-                )
+                result = _measure(
+                    phase, f"{name} {repeat}", by_name[name], load=load, folder=folder,
+                    ceiling=ceiling,
+                )  # fmt: skip
                 runs[name].setdefault(phase.name, []).append(result)
                 raw[name].setdefault(phase.name, []).append(
                     (result, folder / f"{phase.name}_requests.csv")

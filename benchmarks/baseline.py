@@ -101,11 +101,12 @@ def _range(values: Sequence[float]) -> float:
 def decide(figure: Figure, rule: FigureRule, spread_factor: float) -> Verdict:
     """Compares the candidate's mean with the baseline's, within the margin of this run's spread.
 
-    Raises:
-        ValueError: a side has no measurement.
+    A side without a measurement (every repeat answered nothing) fails the figure: the gate
+    cannot say the candidate is no worse.
     """
     if not figure.candidate or not figure.baseline:
-        raise ValueError(f"{figure.name}: both sides need at least one measurement")
+        nan = float("nan")
+        return Verdict(figure, nan, nan, nan, 0.0, float("inf"))
     candidate = statistics.fmean(figure.candidate)
     baseline = statistics.fmean(figure.baseline)
     spread = max(_range(figure.candidate), _range(figure.baseline))

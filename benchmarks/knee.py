@@ -46,6 +46,13 @@ class KneeStep:
     load_processes: int
     load_cpu_s: float | None  # Locust's CPU seconds in the step (all its processes)
     server_cpu_s: float | None  # the server process's CPU seconds in the step
+    # The machine's 1-minute load average at the step's end: what else was running (the
+    # machine is shared; a knee measured at a load average far above its cores says so).
+    load_average: float | None = None
+    # The share of windows the server itself answered within the bound (its own histogram,
+    # from the chunk's arrival to the result's send): near 1 while the client's p99 is far
+    # above the bound means the time went outside the server (the client, the OS).
+    server_within_bound: float | None = None
 
     def held(self, bound_ms: float) -> bool:
         """Answered windows, none failed, p99 within the bound."""
@@ -164,23 +171,29 @@ def _progress(step: KneeStep, bound_ms: float) -> str:
         f"    {step.streams} streams: p50 {step.p50_ms:.1f} ms, p99 {step.p99_ms:.1f} ms "
         f"({verdict} {bound_ms:g} ms), {step.windows} windows, {step.failures} failed; "
         f"server {_cores(step.server_cores)} cores, Locust {_cores(step.load_cores)} cores "
-        f"in {step.load_processes} process(es)"
+        f"in {step.load_processes} process(es); load average {_cores(step.load_average)}; "
+        f"server-side within the bound: {_share(step.server_within_bound)}"
     )
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def knee_table(knee: Knee) -> list[str]:
     """The ramp as a markdown table, in stream order."""
     lines = [
         "| streams | p50 ms | p99 ms | held | windows | failures | windows/s | server cores "
-        "| Locust cores (processes) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Locust cores (processes) | load average | server-side within bound |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step in sorted(knee.steps, key=lambda step: step.streams):
         lines.append(
             f"| {step.streams} | {step.p50_ms:.1f} | {step.p99_ms:.1f} | "
             f"{'yes' if step.held(knee.bound_ms) else 'no'} | {step.windows} | {step.failures} | "
             f"{step.windows_per_s:.1f} | {_cores(step.server_cores)} | "
-            f"{_cores(step.load_cores)} ({step.load_processes}) |"
+            f"{_cores(step.load_cores)} ({step.load_processes}) | {_cores(step.load_average)} | "
+            f"{_share(step.server_within_bound)} |"
         )
     return lines
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ from benchmarks.ceiling import BatchMeasurement, Ceiling
 from benchmarks.knee import Knee
 
 # Requests that end in the first seconds of a phase are left out of throughput: Locust
-# is still starting users then.
+# is still starting users then (at most a quarter of the span the phase answered in).
 WARM_UP_S = 2.0
+STREAM_WINDOW_LATENCY = "mozart_stream_window_latency_seconds"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,20 @@ class ServerDelta:
     mean_compute_ms: float
     mean_request_ms: float  # server-side RPC time (mozart_request_duration_seconds)
     cpu_s: float | None  # user + system CPU seconds of the server process
+    # The server's own stream window latency (mozart_stream_window_latency_seconds, chunk
+    # arrival to result send): windows at or under each bucket bound, by bound in seconds.
+    # Empty when the server has no such metric (a baseline older than it).
+    stream_window_buckets: dict[str, float] = field(default_factory=dict)
+
+    def share_of_stream_windows_within(self, bound_ms: float) -> float | None:
+        """The share of stream windows the server answered within the largest bucket bound
+        at or under `bound_ms` (None without the metric or windows)."""
+        total = self.stream_window_buckets.get("+Inf", 0.0)
+        bounds = [b for b in self.stream_window_buckets if b != "+Inf"]
+        under = [b for b in bounds if float(b) * 1000 <= bound_ms + 1e-9]
+        if not total or not under:
+            return None
+        return self.stream_window_buckets[max(under, key=float)] / total
 
 
 def server_delta(
@@ -67,6 +82,8 @@ def server_delta(
     windows = delta("mozart_batch_size_sum")
     queued = delta("mozart_queue_duration_seconds_count")
     rpcs = delta("mozart_request_duration_seconds_count")
+    prefix = f'{STREAM_WINDOW_LATENCY}_bucket{{le="'
+    buckets = {name[len(prefix) : -2]: delta(name) for name in after if name.startswith(prefix)}
     return ServerDelta(
         windows_computed=windows,
         batches=batches,
@@ -79,6 +96,7 @@ def server_delta(
             1000 * delta("mozart_request_duration_seconds_sum") / rpcs if rpcs else 0.0
         ),
         cpu_s=cpu_s,
+        stream_window_buckets=buckets,
     )
 
 
@@ -158,7 +176,10 @@ def _steady_windows_per_s(rows: list[dict[str, str]], user_class: str) -> float:
     if not good:
         return 0.0
     ends = [float(row["end_time_s"]) for row in good]
-    start, stop = min(ends) + WARM_UP_S, max(ends)
+    # The warm-up is at most a quarter of the span answered: a short phase on a loaded
+    # machine, whose users started late, still has a steady part to measure.
+    warm_up = min(WARM_UP_S, (max(ends) - min(ends)) / 4)
+    start, stop = min(ends) + warm_up, max(ends)
     steady = [row for row in good if float(row["end_time_s"]) > start]
     if stop <= start:
         return 0.0
@@ -183,6 +204,12 @@ def merge_deltas(deltas: Sequence[ServerDelta]) -> ServerDelta:
         mean_compute_ms=weighted("mean_compute_ms"),
         mean_request_ms=weighted("mean_request_ms"),
         cpu_s=None if any(cpu is None for cpu in cpus) else sum(c for c in cpus if c is not None),
+        stream_window_buckets={
+            bound: sum(delta.stream_window_buckets.get(bound, 0.0) for delta in deltas)
+            for bound in deltas[0].stream_window_buckets
+        }
+        if deltas
+        else {},
     )
 
 

@@ -151,7 +151,11 @@ def _serve(
     """
     say(f"[{label}server] starting")
     with server_process(
-        args.model_repository, engine.overrides, folder / "server.log", cpus=args.server_cpus
+        args.model_repository,
+        engine.overrides,
+        folder / "server.log",
+        cpus=args.server_cpus,
+        source=args.candidate_src,
     ) as server:
         served = server.artifacts.get(args.model, "")
         if served and served != ceiling.artifact:
@@ -201,6 +205,8 @@ def _serve(
                 load_processes=processes,
                 load_cpu_s=measured.load_cpu_s,
                 server_cpu_s=measured.server.cpu_s,
+                load_average=os.getloadavg()[0],
+                server_within_bound=measured.server.share_of_stream_windows_within(bound_ms),
             )
 
         steps = []
@@ -258,8 +264,8 @@ def _parser() -> argparse.ArgumentParser:
         "--candidate-src",
         type=Path,
         metavar="DIR",
-        help="with --gate: the source tree whose server/ and proto/ the candidate server "
-        "runs (default: this working tree)",
+        help="the source tree whose server/ and proto/ the server runs (with --gate: the "
+        "candidate; default: this working tree), e.g. a `git archive` of another commit",
     )
     parser.add_argument(
         "--baseline-commit",

@@ -50,13 +50,19 @@ class RunningServer:
 
 
 def scrape(metrics_url: str) -> dict[str, float]:
-    """Every sample on the /metrics page, summed over labels, keyed by sample name."""
+    """Every sample on the /metrics page, summed over labels, keyed by sample name.
+
+    Histogram buckets keep their bound: `name_bucket{le="0.1"}`, summed over other labels.
+    """
     with urllib.request.urlopen(metrics_url, timeout=10) as response:  # noqa: S310 - our http URL
         text = response.read().decode()
     totals: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+            key = sample.name
+            if "le" in sample.labels:
+                key = f'{sample.name}{{le="{sample.labels["le"]}"}}'
+            totals[key] = totals.get(key, 0.0) + sample.value
     return totals
 
 

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from benchmarks.ceiling import BatchMeasurement, Ceiling
 from benchmarks.heavy_model import HeavySpec, count_macs
 from benchmarks.knee import Knee, KneeStep, knee_table, load_processes, plot_knees, ramp, refine
-from benchmarks.results import Summary
+from benchmarks.results import Summary, server_delta
 
 BOUND = 100.0
 
@@ -120,3 +120,17 @@ def test_the_heavy_models_spec_is_the_issues_shape() -> None:
     assert 75e6 < stft_macs < 80e6  # "the STFT front end is about 78 M"
     assert spec.default_hop_ms == 1000
     assert HeavySpec(channels=(8,)).digest() != spec.digest()
+
+
+def test_the_servers_own_window_latency_is_read_from_its_histogram_buckets() -> None:
+    name = "mozart_stream_window_latency_seconds_bucket"
+    before = {f'{name}{{le="0.05"}}': 10.0, f'{name}{{le="0.1"}}': 10.0,
+              f'{name}{{le="+Inf"}}': 10.0}  # fmt: skip
+    after = {f'{name}{{le="0.05"}}': 100.0, f'{name}{{le="0.1"}}': 208.0,
+             f'{name}{{le="+Inf"}}': 210.0}  # fmt: skip
+    delta = server_delta(before, after, None)
+    assert delta.stream_window_buckets == {"0.05": 90.0, "0.1": 198.0, "+Inf": 200.0}
+    assert delta.share_of_stream_windows_within(100.0) == pytest.approx(0.99)
+    assert delta.share_of_stream_windows_within(75.0) == pytest.approx(0.45)  # the 50 ms bound
+    assert delta.share_of_stream_windows_within(10.0) is None  # no bucket that low
+    assert server_delta({}, {}, None).share_of_stream_windows_within(100.0) is None
