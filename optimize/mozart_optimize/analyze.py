@@ -149,7 +149,7 @@ class Analysis:
             chosen = min(target, key=lambda p: p.c1_median_ms)
             return chosen, (
                 f"lowest concurrency-1 median ({chosen.c1_median_ms:.2f} ms) among the "
-                f"{len(target)} points at >= {SATURATION_TARGET:.2f} of the ceiling "
+                f"{_points(len(target))} at >= {SATURATION_TARGET:.2f} of the ceiling "
                 f"(this one {self.saturation(chosen):.2f})"
             )
         top = max(self.points, key=lambda p: p.served_windows_per_s)
@@ -160,11 +160,15 @@ class Analysis:
         chosen = min(close, key=lambda p: p.c1_median_ms)
         return chosen, (
             f"no point reached {SATURATION_TARGET:.2f} of the ceiling; lowest concurrency-1 "
-            f"median ({chosen.c1_median_ms:.2f} ms) among the {len(close)} points within "
+            f"median ({chosen.c1_median_ms:.2f} ms) among the {_points(len(close))} within "
             f"{tie:.0%} of the best served throughput (half the best point's spread over the "
             f"rounds, at least {THROUGHPUT_TIE:.0%}, at most {MAX_TIE:.0%}; this one "
             f"{self.saturation(chosen):.2f} of the ceiling)"
         )
+
+
+def _points(count: int) -> str:
+    return "1 point" if count == 1 else f"{count} points"
 
 
 def point_settings(base: ServerSettings, layout: Layout, limits: BatchLimits) -> ServerSettings:
