@@ -165,7 +165,7 @@ def _full_graph_scores(session, data: bytes, rate: int, hop_ms: int) -> np.ndarr
 
 
 @settings(
-    max_examples=8,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -175,7 +175,8 @@ def _full_graph_scores(session, data: bytes, rate: int, hop_ms: int) -> np.ndarr
     rate=st.sampled_from([16_000, 16_000, 22_050, 44_100]),
     # 250 ms is 12.5 STFT hops (the window's samples go); 3000 ms does not overlap.
     hop_ms=st.sampled_from([200, 250, 500, 1000, 1500, 3000]),
-    chunk_sizes=st.lists(st.integers(1, 24_000), min_size=1, max_size=6),
+    # Odd sizes split samples across chunks; 1-byte chunks are the tiny model's test above.
+    chunk_sizes=st.lists(st.integers(101, 24_000), min_size=1, max_size=6),
 )
 def test_incremental_frames_score_as_the_full_graph_on_real_clips(
     composer_stub, full_graph, clip, seconds, rate, hop_ms, chunk_sizes

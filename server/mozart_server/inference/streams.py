@@ -166,9 +166,9 @@ class _StreamFrames:
         self, window: Window, previous: asyncio.Task[FloatArray] | None
     ) -> FloatArray:
         geometry, step = self._geometry, self._step
-        if previous is None:
-            return await asyncio.to_thread(self._engine.features, window.samples[np.newaxis])
         kept = geometry.window_frames - self._computed
+        if previous is None or kept == 0:
+            return await asyncio.to_thread(self._engine.features, window.samples[np.newaxis])
         start = kept * geometry.hop_length
         tail = window.samples[np.newaxis, start : start + geometry.run_samples(self._computed)]
         new = await asyncio.to_thread(self._engine.features, tail)
