@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt
 #: Stream counts tried in order until one crosses the bound.
 STEPS = (25, 50, 100, 150, 200, 250, 300, 350, 400, 500, 600, 800, 1000)
 KNEE_HOP_MS = 1000  # the streams: a window every second
-STREAMS_PER_LOAD_PROCESS = 100  # above this, Locust's users are split over processes
+STREAMS_PER_LOAD_PROCESS = 75  # above this, Locust's users are split over processes
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """`make bench`: start the server, measure the ceiling, run Locust at several loads, report.
 
-    python -m benchmarks.run --profile full            # make bench
-    python -m benchmarks.run --profile quick --gate    # make bench-gate (about 100 s)
+    python -m benchmarks.run --profile full            # make bench (with the stream knee)
+    python -m benchmarks.run --profile knee --model heavy   # the heavy model's knee alone
+    python -m benchmarks.run --profile quick --gate    # make bench-gate: ABBA vs the baseline
     python -m benchmarks.run --engines fp32,int8       # both engines side by side
 
 Writes benchmarks/results/<timestamp>/: the raw CSVs of every phase, summary.json,
 report.md and PNG plots; with several engines, those in one folder per engine and, beside
-them, report.md and comparison.json with the engines side by side. Server settings come
+them, report.md and comparison.json with the engines side by side; with --gate and a
+baseline, each side's pooled figures and the comparison (abba.py). Server settings come
 from MOZART_* variables (the server and the ceiling both read them) and from
 `--set name=value`.
 """

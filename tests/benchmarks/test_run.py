@@ -62,9 +62,11 @@ def side_by_side(
     bench_inputs: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, str]:
     """One smoke run of both engines: its folder and its output."""
+    # One Locust process per stream: the knee's step of 2 streams runs two processes.
     folder, output, code = _run(
-        bench_inputs, tmp_path_factory.mktemp("results"), "--engines", "fp32,int8"
-    )
+        bench_inputs, tmp_path_factory.mktemp("results"), "--engines", "fp32,int8",
+        "--streams-per-load-process", "1",
+    )  # fmt: skip
     assert code in (0, 1), output  # 1: the smoke profile runs too little to pass every gate
     return folder, output
 
@@ -100,7 +102,11 @@ def test_a_run_writes_every_artifact_and_passes_the_overhead_gate(
         knee = summary["knee"]
         assert (knee["hop_ms"], knee["bound_ms"]) == (500, 100.0)
         assert [step["streams"] for step in knee["steps"]] == [2]
+        # Two Locust processes, their rows merged into one CSV, their CPU summed.
+        assert knee["steps"][0]["load_processes"] == 2
         assert knee["steps"][0]["windows"] > 0
+        assert knee["steps"][0]["load_cpu_s"] > 0
+        assert not list((folder / engine).glob("knee-2_requests.*.csv"))
         assert summary["derived"]["knee_streams"] in (0, 2)
         assert "## Stream knee" in (folder / engine / "report.md").read_text()
         assert f"[{engine} 1/4] overhead" in output
