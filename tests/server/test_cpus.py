@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mozart_server.cli import main
 from mozart_server.cpus import Layout, cgroup_quota_cpus, default_layout, usable_cpus
 from mozart_server.settings import CONFIG_FILE_VARIABLE, ServerSettings
 from tests.support.server import running_server
@@ -166,3 +167,10 @@ def test_a_real_server_logs_the_layout_once_at_start(
     )  # fmt: skip
     assert line["sources"]["instances"] == "flag"
     assert line["sources"]["intra_op_threads"] == "auto"
+
+
+def test_serve_refuses_a_config_file_that_is_not_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config-file", str(tmp_path / "missing.toml")]) == 2
+    assert "--config-file" in capsys.readouterr().err
