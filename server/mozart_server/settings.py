@@ -364,13 +364,14 @@ class OnnxSettings(_Section):
         default=AUTO_DEFAULT,
         ge=1,
         le=64,
-        description="Sessions per model version (parallel batches); auto: one per 2 usable CPUs.",
+        description="Sessions per model version (parallel batches); auto: half the usable CPUs, "
+        "at least 2.",
     )
     intra_op_threads: int = Field(
         default=AUTO_DEFAULT,
         ge=0,
-        description="ORT intra-op threads per session; 0 lets ORT choose; auto: the usable "
-        "CPUs divided among the instances.",
+        description="ORT intra-op threads per session; 0 lets ORT choose; auto: 2 (1 on one "
+        "CPU), or the usable CPUs shared among instances set explicitly.",
     )
     inter_op_threads: int = Field(
         default=1, ge=0, description="ORT inter-op threads; 0 lets ORT choose."
