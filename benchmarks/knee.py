@@ -217,7 +217,7 @@ def plot_knees(knees: Sequence[Knee], path: Path) -> None:
     axis.set_xlabel("real-time streams (1 s hop, 100 ms chunks)")
     axis.set_ylabel("window latency (ms)")
     axis.set_title("stream knee: p99 window latency against streams")
-    axis.legend(fontsize="small")
+    axis.legend(fontsize="small", loc="center right")
     axis.grid(True, alpha=0.3, which="both")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
