@@ -282,9 +282,12 @@ class Summary:
         return latency[0].latency.median_ms - self.ceiling.batch1_median_ms
 
     def stream_p99_ms(self, streams: int) -> float:
-        """p99 window latency of the run with `streams` real-time streams (inf if not run)."""
+        """p99 window latency of the run with `streams` real-time streams.
+
+        inf if it did not run or answered no window: nothing measured is not fast.
+        """
         for phase in self.phases_of("StreamUser", "streams-"):
-            if phase.users == streams:
+            if phase.users == streams and phase.latency.count:
                 return phase.latency.p99_ms
         return float("inf")
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from benchmarks import abba
 from benchmarks.abba import ORDER, figures, verdicts
 from benchmarks.baseline import (
     Baseline,
@@ -18,8 +24,12 @@ from benchmarks.baseline import (
     load_rules,
 )
 from benchmarks.ceiling import BatchMeasurement, Ceiling
-from benchmarks.gate import GATES_FILE
-from benchmarks.results import Latency, PhaseResult, ServerDelta
+from benchmarks.engines import engines_under_test
+from benchmarks.gate import GATES_FILE, load_thresholds
+from benchmarks.phases import Phase
+from benchmarks.results import Latency, PhaseResult, ServerDelta, read_raw
+from benchmarks.server_process import RunningServer
+from tests.support.models import build_test_model
 
 RULE = FigureRule(min_relative=0.1, min_absolute=0.5)
 
@@ -183,3 +193,69 @@ def test_without_git_or_the_commit_it_says_why_instead_of_failing(
     reason = choose_baseline("abcdef0", root=plain, checkouts=tmp_path)
     assert isinstance(reason, str)
     assert "is not a git repository" in reason
+
+
+def _rows(kind: str, latency_ms: float, count: int = 40) -> str:
+    lines = ["type,name,end_time_s,latency_ms,windows,error"]
+    lines += [f"{kind},Classify,{1000 + i * 0.1:.1f},{latency_ms},3," for i in range(count)]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_gate_runs_each_figure_abba_on_two_servers_and_fails_a_slower_candidate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The orchestration without servers: fake servers and phases, real pooling and verdicts."""
+    sources = {name: tmp_path / name for name in ("candidate", "baseline")}
+    for source in sources.values():
+        (source / "server" / "mozart_server").mkdir(parents=True)
+    ran: list[tuple[str, str]] = []
+
+    @contextmanager
+    def fake_server(*_: Any, source: Path, **__: Any) -> Iterator[RunningServer]:
+        name = next(name for name, tree in sources.items() if tree == source)
+        module = source / "server" / "mozart_server" / "__init__.py"
+        yield RunningServer(name, "", 0, module_file=str(module))
+
+    def fake_phase(phase: Phase, *, title: str, server: RunningServer, folder: Path,
+                   **_: Any) -> PhaseResult:  # fmt: skip
+        ran.append((phase.name, server.address))
+        # The candidate answers one-window calls 5 ms later; everything else is equal.
+        slow = 5.0 if server.address == "candidate" and phase.name == "overhead" else 0.0
+        path = folder / f"{phase.name}_requests.csv"
+        kind = "window" if phase.user_class == "StreamUser" else "grpc"
+        path.write_text(_rows(kind, 3.0 + slow + 0.1 * len(ran) % 0.3))
+        server_delta = ServerDelta(1, 1, 1, 0, 1, 1, 1.0)
+        return read_raw(path, name=phase.name, user_class=phase.user_class, users=phase.users,
+                        seconds=phase.seconds, server=server_delta)  # fmt: skip
+
+    ceiling = Ceiling("tiny", "1", 8_000, 16_000, 1, 1, (BatchMeasurement(1, 100, 1.0, 2.0, 9),))
+    monkeypatch.setattr(abba, "server_process", fake_server)
+    monkeypatch.setattr(abba, "measure_phase", fake_phase)
+    monkeypatch.setattr(abba, "measure_ceiling", lambda *_, **__: ceiling)
+    repository = tmp_path / "models"
+    build_test_model(repository)
+    (engine,) = engines_under_test(repository, "tiny", {}, None)
+    args = argparse.Namespace(
+        candidate_src=sources["candidate"], model="tiny", model_repository=repository,
+        clips="clips", load_cpus=None, server_cpus=None,
+    )  # fmt: skip
+    rules = load_rules(GATES_FILE)
+    floors = load_thresholds(GATES_FILE, "gate")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    baseline = Baseline("ab" * 20, "the pinned commit", sources["baseline"])
+    code = abba.gate_against_baseline(
+        abba.GateRun(args, engine, baseline, rules, floors, floors, 250, folder, "t")
+    )
+    assert code == 1
+    streams = f"streams-{rules.streams}"
+    assert ran == [(phase, side) for phase in ("overhead", "users-16", streams) for side in ORDER]
+    result = json.loads((folder / "baseline.json").read_text())
+    assert [verdict["passed"] for verdict in result["verdicts"]] == [True, False, True]
+    assert result["candidate_module"].startswith(str(sources["candidate"]))
+    assert result["baseline_module"].startswith(str(sources["baseline"]))
+    for side in ("candidate-1", "candidate-2", "baseline-1", "baseline-2"):
+        assert (folder / side / "overhead_requests.csv").is_file()
+    pooled = json.loads((folder / "candidate" / "summary.json").read_text())
+    assert pooled["phases"][0]["requests"] == 80  # both repeats
+    assert (folder / "report.md").read_text().count("FAIL") == 1
