@@ -119,8 +119,10 @@ class StreamWindower:
     """Resamples a stream to the model rate (soxr keeps state across chunks) and emits a
     window per hop, exactly as `windowing.cut_windows` cuts a whole clip.
 
-    It keeps only the samples the next window needs, so memory stays at about one window
-    plus one chunk.
+    Samples go into one preallocated buffer (written in place, no concatenation per
+    chunk); when a chunk does not fit after its end, the samples the next window still
+    needs (at most one window) move to its front, and the buffer grows only for a chunk
+    larger than its spare room. Memory stays at a few windows plus the largest chunk.
     """
 
     def __init__(self, input_rate_hz: int, model_rate_hz: int, window_samples: int, hop: int):
@@ -131,7 +133,8 @@ class StreamWindower:
         )
         self._window = window_samples
         self._hop = hop
-        self._buffer = np.zeros(0, dtype=np.float32)
+        self._buffer = np.zeros(2 * window_samples + hop, dtype=np.float32)
+        self._used = 0  # samples held, in self._buffer[: self._used]
         self._buffer_start = 0  # stream sample index of self._buffer[0]
         self._next_index = 0
         self.total_samples = 0
@@ -145,7 +148,7 @@ class StreamWindower:
         windows = self._append(self._resample(np.zeros(0, dtype=np.float32), last=True))
         if self._next_index == 0 and window_count(self.total_samples, self._window, self._hop):
             padded = np.zeros(self._window, dtype=np.float32)
-            padded[: len(self._buffer)] = self._buffer
+            padded[: self._used] = self._buffer[: self._used]
             windows.append(Window(0, 0, padded))
             self._next_index = 1
         return windows
@@ -156,25 +159,37 @@ class StreamWindower:
         return np.asarray(self._resampler.resample_chunk(samples, last=last), dtype=np.float32)
 
     def _append(self, new_samples: FloatArray) -> list[Window]:
-        if len(new_samples):
-            self._buffer = np.concatenate([self._buffer, new_samples])
-            self.total_samples += len(new_samples)
+        count = len(new_samples)
+        if count:
+            if self._used + count > len(self._buffer):
+                self._make_room(count)
+            self._buffer[self._used : self._used + count] = new_samples
+            self._used += count
+            self.total_samples += count
         windows = []
         while True:
             start = self._next_index * self._hop
             offset = start - self._buffer_start
-            if offset + self._window > len(self._buffer):
+            if offset + self._window > self._used:
                 break
             windows.append(
                 Window(self._next_index, start, self._buffer[offset : offset + self._window].copy())
             )
             self._next_index += 1
-        # Drop what no later window needs.
-        keep_from = min(self._next_index * self._hop - self._buffer_start, len(self._buffer))
-        if keep_from > 0:
-            self._buffer = self._buffer[keep_from:]
-            self._buffer_start += keep_from
         return windows
+
+    def _make_room(self, count: int) -> None:
+        """Drops what no later window needs, moves the rest to the front, grows if need be."""
+        keep_from = min(self._next_index * self._hop - self._buffer_start, self._used)
+        kept = self._used - keep_from
+        if kept + count > len(self._buffer):
+            grown = np.zeros(kept + count + self._window + self._hop, dtype=np.float32)
+            grown[:kept] = self._buffer[keep_from : self._used]
+            self._buffer = grown
+        elif kept:
+            self._buffer[:kept] = self._buffer[keep_from : self._used]  # memmove: overlap is safe
+        self._buffer_start += keep_from
+        self._used = kept
 
 
 class StreamAudio:

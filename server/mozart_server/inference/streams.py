@@ -9,7 +9,9 @@ Reads pause while the stream has `max_windows_in_flight_per_stream` windows queu
 or computing, so a fast sender cannot make the server buffer without bound; a client
 that stops taking results (the sink's writes wait) gets `stream_write_timeout_s`, then
 the stream ends RESOURCE_EXHAUSTED. Every task the session starts is cancelled and
-awaited when it ends, however it ends.
+awaited when it ends, however it ends. Nothing is created per chunk: one reader task per
+stream awaits the source under one rescheduled idle timeout (`_StreamReader`), and the
+send loop wakes per result, drain or cut, not per chunk.
 
 Each window goes to the batcher with its mel frames when the engine is split and the
 stream's hop is a whole number of STFT hops (`FrameGeometry.divides`, e.g. 16,000 samples
@@ -185,6 +187,93 @@ class _StreamFrames:
         return np.concatenate([before[..., step : step + kept], new], axis=-1)
 
 
+class _StreamReader:
+    """A stream's read side, in one long-lived task: chunks in, windows submitted in order.
+
+    `run` awaits the source directly (nothing is created per chunk) under one idle
+    timeout, rescheduled per read; it pauses while the stream has `cap` windows read but
+    not yet sent (`ready` waiting for room, `pending` submitted), and the send side calls
+    `submit_ready` as it takes windows off `pending`. Each submitted window's task sets
+    `wake` when done, so the send side wakes per result, not per chunk.
+    """
+
+    def __init__(
+        self,
+        audio: StreamAudio,
+        submit: Callable[[Window], asyncio.Task[BatchResult]],
+        settings: StreamSettings,
+        wake: asyncio.Event,
+    ) -> None:
+        self.ready: deque[tuple[Window, float]] = deque()
+        self.pending: deque[_InFlight] = deque()
+        self._audio = audio
+        self._submit = submit
+        self._settings = settings
+        self._cap = settings.max_windows_in_flight_per_stream
+        self._wake = wake
+        self._room = asyncio.Event()
+
+    def _woken(self, _: asyncio.Future[Any]) -> None:
+        self._wake.set()
+
+    def submit_ready(self) -> None:
+        """Submits read windows while the cap allows; lets reads go on once all are."""
+        while self.ready and len(self.pending) < self._cap:
+            window, arrived_at = self.ready.popleft()
+            task = self._submit(window)
+            task.add_done_callback(self._woken)
+            self.pending.append(_InFlight(window, task, arrived_at))
+        if not self.ready and len(self.pending) < self._cap:
+            self._room.set()
+
+    async def run(self, source: StreamSource) -> None:
+        """Reads to the end of the stream's audio.
+
+        Raises:
+            InvalidArgumentError: idle past `stream_idle_timeout_s`, a chunk over
+                `max_chunk_bytes`, or audio the decoder refuses.
+            OutOfRangeError: audio past `max_stream_duration_s`.
+        """
+        idle_s = self._settings.stream_idle_timeout_s
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(None) as idle:
+                while True:
+                    while self.ready or len(self.pending) >= self._cap:
+                        idle.reschedule(None)  # paused at the cap: not the client idling
+                        self._room.clear()
+                        await self._room.wait()
+                    idle.reschedule(loop.time() + idle_s)
+                    data = await source.audio()
+                    arrived_at = time.monotonic()
+                    if data is None:
+                        idle.reschedule(None)
+                        self.ready.extend((w, arrived_at) for w in self._audio.finish())
+                        self.submit_ready()
+                        return
+                    self._check_chunk(data)
+                    self.ready.extend((w, arrived_at) for w in self._audio.push(data))
+                    self._check_duration()
+                    if self.ready:
+                        self.submit_ready()
+        except TimeoutError:
+            raise InvalidArgumentError(
+                f"no message arrived for {idle_s} s (stream_idle_timeout_s)"
+            ) from None
+
+    def _check_chunk(self, data: bytes) -> None:
+        if len(data) > self._settings.max_chunk_bytes:
+            raise InvalidArgumentError(
+                f"an audio chunk of {len(data)} bytes exceeds max_chunk_bytes "
+                f"({self._settings.max_chunk_bytes})"
+            )
+
+    def _check_duration(self) -> None:
+        limit_s = self._settings.max_stream_duration_s
+        if self._audio.input_duration_s > limit_s:
+            raise OutOfRangeError(f"the stream is longer than max_stream_duration_s ({limit_s} s)")
+
+
 async def _submit_window(
     batcher: DynamicBatcher, window: Window, frames: asyncio.Task[FloatArray] | None
 ) -> BatchResult:
@@ -278,17 +367,6 @@ class StreamSession:
                 "(stream_write_timeout_s); read them as they come"
             ) from None
 
-    async def _read_audio(self, source: StreamSource) -> tuple[bytes | None, float]:
-        """The next chunk (None at the end) and when it arrived."""
-        data = await self._before_idle_timeout(source.audio())
-        arrived_at = time.monotonic()
-        if data is not None and len(data) > self._settings.max_chunk_bytes:
-            raise InvalidArgumentError(
-                f"an audio chunk of {len(data)} bytes exceeds max_chunk_bytes "
-                f"({self._settings.max_chunk_bytes})"
-            )
-        return data, arrived_at
-
     async def _serve(
         self,
         model: ServingVersion,
@@ -299,6 +377,11 @@ class StreamSession:
         drain: asyncio.Task[Any],
         cut: asyncio.Task[Any],
     ) -> None:
+        """Sends the results in order; a `_StreamReader` task reads and submits.
+
+        This loop wakes (`wake`, set from done callbacks) when a window's result, the
+        reader's end, drain or cut comes: not per chunk.
+        """
         manifest = model.manifest
         options = window_options(
             manifest, request.hop_ms, request.top_k, request.smoothing,
@@ -318,55 +401,39 @@ class StreamSession:
             if geometry is not None and geometry.divides(hop)
             else None
         )
-        ready: deque[tuple[Window, float]] = deque()
-        pending: deque[_InFlight] = deque()
-        cap = self._settings.max_windows_in_flight_per_stream
-        read_task: asyncio.Task[tuple[bytes | None, float]] | None = None
-        input_done = False
+
+        def submit(window: Window) -> asyncio.Task[BatchResult]:
+            window_frames = None if frames is None else frames.start(window)
+            return self._spawn(_submit_window(model.batcher, window, window_frames))
+
+        wake = asyncio.Event()
+        reads = _StreamReader(audio, submit, self._settings, wake)
+        pending = reads.pending
+        reader = self._spawn(reads.run(source))
+        for task in (reader, drain, cut):
+            task.add_done_callback(lambda _: wake.set())
         end = StreamEnd.COMPLETE
         while True:
-            while ready and len(pending) < cap:
-                window, arrived_at = ready.popleft()
-                window_frames = None if frames is None else frames.start(window)
-                submitted = self._spawn(_submit_window(model.batcher, window, window_frames))
-                pending.append(_InFlight(window, submitted, arrived_at))
-            if read_task is None and not input_done and not ready and len(pending) < cap:
-                # Once draining, the wait below returns at once and cancels this read.
-                read_task = self._spawn(self._read_audio(source))
-            waiting: set[asyncio.Future[Any]] = set()
-            if read_task is not None:
-                waiting.update((read_task, drain))
-            if pending:
-                waiting.add(pending[0].task)
-            if not waiting:
-                break
-            waiting.add(cut)
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            wake.clear()
             if cut.done():
                 raise UnavailableError(CUT_MESSAGE)
-            while pending and pending[0].task.done():
+            if pending and pending[0].task.done():
                 await self._send_window(model, pending.popleft(), options, sink)
-            if read_task is not None and read_task.done():
-                (data, arrived_at), read_task = read_task.result(), None
-                if data is not None:
-                    ready.extend((window, arrived_at) for window in audio.push(data))
-                    self._check_duration(audio)
-                    continue
-                input_done = True
-                ready.extend((window, arrived_at) for window in audio.finish())
-            elif read_task is not None and drain.done():
+                reads.submit_ready()
+                continue  # cut may have come meanwhile
+            if reader.done():
+                if not reader.cancelled():
+                    reader.result()  # the stream's own error (idle, chunk size, format, length)
+                if not reads.ready and not pending:
+                    break
+            elif drain.done():
                 # Draining for shutdown: stop reading, finish the windows of the audio
                 # read so far (a partial window or frame at its end is dropped), summarize.
-                read_task.cancel()
-                read_task = None
-                input_done, end = True, StreamEnd.DRAINED
+                reader.cancel()
+                end = StreamEnd.DRAINED
+            await wake.wait()
         summary = summarize(manifest, self._score_rows, audio.input_duration_s)
         await self._write(sink.summary(manifest, summary, options.top_k, end))
-
-    def _check_duration(self, audio: StreamAudio) -> None:
-        limit_s = self._settings.max_stream_duration_s
-        if audio.input_duration_s > limit_s:
-            raise OutOfRangeError(f"the stream is longer than max_stream_duration_s ({limit_s} s)")
 
     async def _send_window(
         self,
