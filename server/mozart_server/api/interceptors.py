@@ -5,9 +5,7 @@ Every guarded method is served by a request-streaming handler, the unary ones to
 that the envelope runs before gRPC reads the request message: a call with a missing or
 wrong token, over its rate limit, or arriving while the server drains, is refused
 without its body being read or parsed. (gRPC has still taken in what the client sent
-before the refusal, within HTTP/2 flow control.) A server without auth and rate limits has
-no body to refuse: its unary methods take the message with the call, one trip through
-gRPC fewer, and parse it once the call is admitted. A body that is not a valid protobuf
+before the refusal, within HTTP/2 flow control.) A body that is not a valid protobuf
 message is INVALID_ARGUMENT. A call whose client went away is counted as CANCELLED, or
 DEADLINE_EXCEEDED when its deadline passed, whatever the handler was doing then.
 """
@@ -134,12 +132,6 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         deserializer = call.deserializer(handler.request_deserializer)
         serializer = handler.response_serializer
         if handler.unary_unary is not None:
-            if self._auth is None and self._limits is None:
-                # Nothing to refuse a body for: gRPC reads it with the call (one trip
-                # fewer than a streaming read), and it is parsed once the call is admitted.
-                return grpc.unary_unary_rpc_method_handler(
-                    _unary_unary_read(call, handler.unary_unary, deserializer), None, serializer
-                )
             return grpc.stream_unary_rpc_method_handler(
                 _unary_unary(call, handler.unary_unary), deserializer, serializer
             )
@@ -161,19 +153,6 @@ def _unary_unary(call: _Call, behavior: Any) -> Any:
         try:
             call.begin(context)
             return await behavior(await call.read_one(), context)
-        except BaseException as error:
-            await call.fail(error)
-        finally:
-            call.finish()
-
-    return handle
-
-
-def _unary_unary_read(call: _Call, behavior: Any, parse: Callable[[bytes], Any]) -> Any:
-    async def handle(raw: bytes, context: Context) -> Any:
-        try:
-            call.begin(context)
-            return await behavior(parse(raw), context)
         except BaseException as error:
             await call.fail(error)
         finally:
