@@ -61,24 +61,34 @@ def test_a_stream_past_its_deadline_is_deadline_exceeded_not_cancelled(
 
 
 def test_windows_dropped_at_their_deadline_count_as_deadline() -> None:
-    # The real default model (3 s windows, batches of 16 taking tens of ms): gRPC cancels
-    # each call at its deadline while a batch computes, before the batcher sees it expire.
+    # The real default model in FP32 (3 s windows, batches of 16 taking tens of ms) on one
+    # session and one thread, so that the clip's 380 windows take longer than the deadline
+    # whatever the machine's layout: gRPC cancels each call at its deadline while a batch computes,
+    # before the batcher sees it expire.
     # A hop of 110 ms is 5.5 STFT hops, so the windows are queued as samples at once (a hop
     # of whole STFT hops would first compute the clip's mel frames in a worker thread,
     # and a deadline passing then leaves nothing queued to drop).
     request = pb.ClassifyRequest(
         model=pb.ModelRef(name="composer-cnn"),
         format=pb.AudioFormat(encoding=S16, sample_rate_hz=16_000, channels=1),
-        audio=encode(music_clip(30.0, seed=5), 16_000, S16),
+        audio=encode(music_clip(45.0, seed=5), 16_000, S16),
         hop_ms=110,
     )
     with (
-        running_server(DEFAULT_MODELS, preferred_batch_sizes="16") as server,
+        running_server(
+            DEFAULT_MODELS,
+            preferred_batch_sizes="16",
+            engine="fp32",
+            instances=1,
+            intra_op_threads=1,
+        ) as server,
         grpc.insecure_channel(server.address) as channel,
     ):
         stub = pb_grpc.AudioClassifierStub(channel)
         for _ in range(3):
-            error = rpc_error(lambda: stub.Classify(request, timeout=0.2))
+            # Each call finds the queue empty, so all of its windows are queued at once.
+            assert wait_for(lambda: server.metric("mozart_queue_depth") == 0)
+            error = rpc_error(lambda: stub.Classify(request, timeout=0.25))
             assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert wait_for(
             lambda: (
