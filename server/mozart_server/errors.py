@@ -73,6 +73,16 @@ class DeadlineExceededError(MozartError):
     status_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+DEADLINE_SLACK_S = 0.1
+"""How close to the server's copy of a deadline a client's cancel counts as that deadline.
+
+The server's deadline starts when the call's headers arrive, later than the client's by the
+time to send them (on a new channel, the connection's setup too). A client's library cancels
+the call at its own deadline, so the cancel can arrive before the server's timer fires: a
+cancel this close to the deadline is the deadline passing, not the client changing its mind.
+"""
+
+
 class NonFiniteScoresError(MozartError):
     """The model returned NaN or infinite scores: a server fault, never an answer."""
 

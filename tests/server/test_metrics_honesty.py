@@ -35,13 +35,20 @@ def _held(
     release.wait(30)
 
 
+def _connected(address: str) -> grpc.Channel:
+    """A channel already connected, so that no call's deadline pays for the connection."""
+    channel = grpc.insecure_channel(address)
+    grpc.channel_ready_future(channel).result(timeout=30)
+    return channel
+
+
 def test_a_stream_past_its_deadline_is_deadline_exceeded_not_cancelled(
     server: InProcessServer,
 ) -> None:
     release = threading.Event()
     audio = encode(music_clip(0.6, seed=3), 16_000, S16)
     before = server.metric("mozart_requests_total", method="StreamClassify", code="CANCELLED")
-    with grpc.insecure_channel(server.address) as channel:
+    with _connected(server.address) as channel:
         stub = pb_grpc.AudioClassifierStub(channel)
         messages = [config_message(), *audio_messages(audio, [4000])]
         error = rpc_error(lambda: list(stub.StreamClassify(_held(messages, release), timeout=1)))
@@ -60,44 +67,58 @@ def test_a_stream_past_its_deadline_is_deadline_exceeded_not_cancelled(
     )
 
 
+def test_a_cancel_just_before_the_deadline_counts_as_the_deadline(
+    server: InProcessServer,
+) -> None:
+    # The client's library cancels at its own deadline, which is earlier than the server's
+    # copy by the time the call's headers took; the server allows for it (DEADLINE_SLACK_S).
+    release = threading.Event()
+    counted = {"method": "StreamClassify", "code": "DEADLINE_EXCEEDED"}
+    before = server.metric("mozart_requests_total", **counted)
+    with _connected(server.address) as channel:
+        stub = pb_grpc.AudioClassifierStub(channel)
+        call = stub.StreamClassify(_held([config_message()], release), timeout=2)
+        threading.Event().wait(2 - 0.03)
+        call.cancel()
+        release.set()
+    assert wait_for(lambda: server.metric("mozart_requests_total", **counted) == before + 1)
+
+
 def test_windows_dropped_at_their_deadline_count_as_deadline() -> None:
-    # The real default model in FP32 (3 s windows, batches of 16 taking tens of ms) on one
-    # session and one thread, so that the clip's 380 windows take longer than the deadline
-    # whatever the machine's layout: gRPC cancels each call at its deadline while a batch computes,
-    # before the batcher sees it expire.
-    # A hop of 110 ms is 5.5 STFT hops, so the windows are queued as samples at once (a hop
-    # of whole STFT hops would first compute the clip's mel frames in a worker thread,
-    # and a deadline passing then leaves nothing queued to drop).
-    request = pb.ClassifyRequest(
-        model=pb.ModelRef(name="composer-cnn"),
-        format=pb.AudioFormat(encoding=S16, sample_rate_hz=16_000, channels=1),
-        audio=encode(music_clip(45.0, seed=5), 16_000, S16),
-        hop_ms=110,
-    )
+    # One session on one thread serves a long clip first: its 2,926 windows are queued at once
+    # (the queue holds 4,096) and take seconds to compute whatever the machine. A short clip
+    # asked meanwhile waits behind them; gRPC cancels it at its deadline, and the batcher,
+    # reaching its windows later, drops them as past their deadline, not as cancelled.
+    def clip(seconds: float, hop_ms: int, seed: int) -> pb.ClassifyRequest:
+        return pb.ClassifyRequest(
+            model=pb.ModelRef(name="composer-cnn"),
+            format=pb.AudioFormat(encoding=S16, sample_rate_hz=16_000, channels=1),
+            audio=encode(music_clip(seconds, seed=seed), 16_000, S16),
+            hop_ms=hop_ms,
+        )
+
+    long_clip, short_clip = clip(120.0, 40, seed=5), clip(10.0, 110, seed=6)
     with (
         running_server(
             DEFAULT_MODELS,
-            preferred_batch_sizes="16",
             engine="fp32",
             instances=1,
             intra_op_threads=1,
+            max_queue_windows=4096,
         ) as server,
-        grpc.insecure_channel(server.address) as channel,
+        _connected(server.address) as channel,
     ):
         stub = pb_grpc.AudioClassifierStub(channel)
-        for _ in range(3):
-            # Each call finds the queue empty, so all of its windows are queued at once.
-            assert wait_for(lambda: server.metric("mozart_queue_depth") == 0)
-            error = rpc_error(lambda: stub.Classify(request, timeout=0.25))
-            assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert wait_for(
-            lambda: (
-                server.metric("mozart_requests_total", code="DEADLINE_EXCEEDED") == 3
-                and server.metric("mozart_queue_depth") == 0
-            )
-        )
+        served = stub.Classify.future(long_clip, timeout=300)
+        assert wait_for(lambda: server.metric("mozart_queue_depth") > 2_000, timeout_s=60)
+        error = rpc_error(lambda: stub.Classify(short_clip, timeout=0.5))
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert server.metric("mozart_queue_depth") > 1_000  # the short clip's windows wait
+        assert len(served.result().windows) == 2_926
+        assert wait_for(lambda: server.metric("mozart_queue_depth") == 0)
+        assert server.metric("mozart_requests_total", code="DEADLINE_EXCEEDED") == 1
         assert server.metric("mozart_requests_total", code="CANCELLED") == 0
-        assert server.metric("mozart_windows_dropped_total", reason="deadline") > 0
+        assert server.metric("mozart_windows_dropped_total", reason="deadline") == 64
         assert server.metric("mozart_windows_dropped_total", reason="cancelled") == 0
 
 

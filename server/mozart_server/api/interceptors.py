@@ -27,6 +27,7 @@ from mozart_server.api.health import ServingState
 from mozart_server.api.in_flight import InFlightCalls
 from mozart_server.api.rate_limits import ClientLimits, client_address, retry_metadata
 from mozart_server.errors import (
+    DEADLINE_SLACK_S,
     INTERNAL_MESSAGE,
     InvalidArgumentError,
     MozartError,
@@ -351,7 +352,7 @@ class _Call:
 
     def _client_gone_code(self) -> grpc.StatusCode:
         remaining = self._context.time_remaining() if self._context is not None else None
-        if remaining is not None and remaining <= 0:
+        if remaining is not None and remaining <= DEADLINE_SLACK_S:
             return grpc.StatusCode.DEADLINE_EXCEEDED
         return grpc.StatusCode.CANCELLED
 

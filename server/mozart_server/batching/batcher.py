@@ -22,7 +22,12 @@ import numpy as np
 
 from mozart_server.engines import Engine, EngineOutputs
 from mozart_server.engines.split import FrameGeometry
-from mozart_server.errors import DeadlineExceededError, ResourceExhaustedError, UnavailableError
+from mozart_server.errors import (
+    DEADLINE_SLACK_S,
+    DeadlineExceededError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 from mozart_server.observability.metrics import ServerMetrics
 from mozart_server.tensors import FloatArray
 
@@ -345,7 +350,7 @@ class DynamicBatcher:
             self._queued_rows -= entry.rows
             if entry.future.done():
                 # gRPC cancels a call when its deadline passes, often before we see it expire.
-                expired = entry.deadline is not None and entry.deadline <= now
+                expired = entry.deadline is not None and entry.deadline - DEADLINE_SLACK_S <= now
                 reason = "deadline" if expired else "cancelled"
                 self._metrics.windows_dropped.labels(**self._labels, reason=reason).inc(entry.rows)
                 continue
