@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -646,6 +646,11 @@ class ProcessSettings(_Section):
         "while new calls get UNAVAILABLE.",
     )
     log_level: str = Field(default="INFO", description="Python logging level name.")
+    log_format: Literal["json", "text"] | None = Field(
+        default=None,
+        description="Log lines as json (one object a line, for production) or text (readable, "
+        "for development); unset: text when APP_ENV=dev, else json.",
+    )
 
     @field_validator("log_level")
     @classmethod
