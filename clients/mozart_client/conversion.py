@@ -41,9 +41,12 @@ def _label_scores(scores: Iterable[pb.LabelScore]) -> tuple[LabelScore, ...]:
 
 
 def window_from_proto(
-    window: pb.WindowResult, request_id: str = "", latency_ms: float | None = None
+    window: pb.WindowResult,
+    request_id: str = "",
+    latency_ms: float | None = None,
+    labels: tuple[str, ...] = (),
 ) -> WindowResult:
-    """Builds a WindowResult from its message."""
+    """Builds a WindowResult from its message; `labels` name its scores."""
     return WindowResult(
         index=window.index,
         start_ms=window.start_ms,
@@ -57,41 +60,54 @@ def window_from_proto(
         compute_time_us=window.compute_time_us,
         latency_ms=latency_ms,
         request_id=request_id,
+        # Servers older than the field send none: the raw top-k is then the only one.
+        smoothed_top_k=_label_scores(window.smoothed_top_k or window.top_k),
+        labels=labels,
+        embedding=tuple(window.embedding),
     )
 
 
-def summary_from_proto(summary: pb.Summary, request_id: str = "") -> Summary:
-    """Builds a Summary from its message."""
+def summary_from_proto(
+    summary: pb.Summary, request_id: str = "", labels: tuple[str, ...] = ()
+) -> Summary:
+    """Builds a Summary from its message; `labels` name its scores."""
     return Summary(
         top_k=_label_scores(summary.top_k),
         scores=tuple(summary.scores),
         window_count=summary.window_count,
         audio_duration_ms=summary.audio_duration_ms,
         request_id=request_id,
+        labels=labels,
     )
 
 
 def classify_result_from_proto(response: pb.ClassifyResponse) -> ClassifyResult:
     """Builds a ClassifyResult from a ClassifyResponse."""
+    labels, request_id = tuple(response.labels), response.request_id
     return ClassifyResult(
         model_name=response.model_name,
         model_version=response.model_version,
-        labels=tuple(response.labels),
-        windows=tuple(window_from_proto(w, response.request_id) for w in response.windows),
-        summary=summary_from_proto(response.summary, response.request_id),
-        request_id=response.request_id,
+        labels=labels,
+        windows=tuple(window_from_proto(w, request_id, None, labels) for w in response.windows),
+        summary=summary_from_proto(response.summary, request_id, labels),
+        request_id=request_id,
     )
 
 
 def stream_result_from_proto(
-    response: pb.StreamClassifyResponse, latency_ms: float | None = None
+    response: pb.StreamClassifyResponse,
+    latency_ms: float | None = None,
+    labels: tuple[str, ...] = (),
 ) -> StreamResult | None:
-    """Builds the typed result of one stream message; None for an empty message."""
+    """Builds the typed result of one stream message; None for an empty message.
+
+    `labels` are the stream's, from its first result (`StreamClassifyResponse.labels`).
+    """
     kind = response.WhichOneof("result")
     if kind == "window":
-        return window_from_proto(response.window, response.request_id, latency_ms)
+        return window_from_proto(response.window, response.request_id, latency_ms, labels)
     if kind == "summary":
-        return summary_from_proto(response.summary, response.request_id)
+        return summary_from_proto(response.summary, response.request_id, labels)
     if kind == "notice":
         return StreamNotice(
             code=response.notice.code,

@@ -32,8 +32,12 @@ class WindowResult:
         start_ms: Window start, in clip or stream time.
         end_ms: Window end, in clip or stream time.
         top_k: The best labels by raw score, best first.
-        scores: Raw scores for every label, in the model's label order.
-        smoothed_scores: EMA-smoothed scores (equal to `scores` for Classify).
+        scores: Raw scores for every label, in `labels` order.
+        smoothed_scores: EMA-smoothed scores (equal to `scores` for Classify and
+            without smoothing).
+        smoothed_top_k: The best labels by smoothed score, best first (equal to
+            `top_k` for Classify and without smoothing); empty from servers older
+            than this field.
         model_name: The model that produced the result.
         model_version: Its version.
         queue_time_us: Time the window waited in the server's batcher.
@@ -42,6 +46,9 @@ class WindowResult:
             that completed this window to receiving its result; None for
             Classify, where the whole clip is one request.
         request_id: The id the server logged the call under.
+        labels: The label of each entry of `scores` and `smoothed_scores`.
+        embedding: The window's embedding, when the call asked for it
+            (`include_embedding=True`); empty otherwise.
     """
 
     index: int
@@ -56,11 +63,23 @@ class WindowResult:
     compute_time_us: int
     latency_ms: float | None = None
     request_id: str = ""
+    smoothed_top_k: tuple[LabelScore, ...] = ()
+    labels: tuple[str, ...] = ()
+    embedding: tuple[float, ...] = ()
 
     @property
     def label(self) -> str:
-        """The best label of this window (empty when the server sent no top-k)."""
+        """The best label of this window by raw score (empty when the server sent no top-k)."""
         return self.top_k[0].label if self.top_k else ""
+
+    @property
+    def smoothed_label(self) -> str:
+        """The best label by smoothed score: what a live display shows when smoothing is on."""
+        return self.smoothed_top_k[0].label if self.smoothed_top_k else self.label
+
+    def score_of(self, label: str, *, smoothed: bool = False) -> float:
+        """The raw (or smoothed) score of one label; KeyError for a label the model lacks."""
+        return _score_of(self.labels, self.smoothed_scores if smoothed else self.scores, label)
 
 
 @dataclass(frozen=True)
@@ -72,11 +91,23 @@ class Summary:
     window_count: int
     audio_duration_ms: int
     request_id: str = ""
+    labels: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
         """The best label overall (empty when no window was classified)."""
         return self.top_k[0].label if self.top_k else ""
+
+    def score_of(self, label: str) -> float:
+        """The mean score of one label; KeyError for a label the model lacks."""
+        return _score_of(self.labels, self.scores, label)
+
+
+def _score_of(labels: tuple[str, ...], scores: tuple[float, ...], label: str) -> float:
+    try:
+        return scores[labels.index(label)]
+    except ValueError:
+        raise KeyError(f"no label {label!r} (labels: {', '.join(labels)})") from None
 
 
 @dataclass(frozen=True)

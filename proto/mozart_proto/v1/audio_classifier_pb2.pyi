@@ -91,18 +91,20 @@ class ModelRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class ClassifyRequest(_message.Message):
-    __slots__ = ("model", "format", "audio", "hop_ms", "top_k")
+    __slots__ = ("model", "format", "audio", "hop_ms", "top_k", "include_embedding")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     HOP_MS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     model: ModelRef
     format: AudioFormat
     audio: bytes
     hop_ms: int
     top_k: int
-    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., audio: _Optional[bytes] = ..., hop_ms: _Optional[int] = ..., top_k: _Optional[int] = ...) -> None: ...
+    include_embedding: bool
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., audio: _Optional[bytes] = ..., hop_ms: _Optional[int] = ..., top_k: _Optional[int] = ..., include_embedding: _Optional[bool] = ...) -> None: ...
 
 class LabelScore(_message.Message):
     __slots__ = ("label", "score")
@@ -113,7 +115,7 @@ class LabelScore(_message.Message):
     def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class WindowResult(_message.Message):
-    __slots__ = ("index", "start_ms", "end_ms", "top_k", "scores", "smoothed_scores", "model_name", "model_version", "queue_time_us", "compute_time_us")
+    __slots__ = ("index", "start_ms", "end_ms", "top_k", "scores", "smoothed_scores", "model_name", "model_version", "queue_time_us", "compute_time_us", "smoothed_top_k", "embedding")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     START_MS_FIELD_NUMBER: _ClassVar[int]
     END_MS_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +126,8 @@ class WindowResult(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     QUEUE_TIME_US_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHED_TOP_K_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     index: int
     start_ms: int
     end_ms: int
@@ -134,7 +138,9 @@ class WindowResult(_message.Message):
     model_version: str
     queue_time_us: int
     compute_time_us: int
-    def __init__(self, index: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., top_k: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., scores: _Optional[_Iterable[float]] = ..., smoothed_scores: _Optional[_Iterable[float]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., queue_time_us: _Optional[int] = ..., compute_time_us: _Optional[int] = ...) -> None: ...
+    smoothed_top_k: _containers.RepeatedCompositeFieldContainer[LabelScore]
+    embedding: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, index: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., top_k: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., scores: _Optional[_Iterable[float]] = ..., smoothed_scores: _Optional[_Iterable[float]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., queue_time_us: _Optional[int] = ..., compute_time_us: _Optional[int] = ..., smoothed_top_k: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., embedding: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Summary(_message.Message):
     __slots__ = ("top_k", "scores", "window_count", "audio_duration_ms")
@@ -165,18 +171,20 @@ class ClassifyResponse(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., windows: _Optional[_Iterable[_Union[WindowResult, _Mapping]]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class StreamConfig(_message.Message):
-    __slots__ = ("model", "format", "hop_ms", "top_k", "smoothing")
+    __slots__ = ("model", "format", "hop_ms", "top_k", "smoothing", "include_embedding")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     HOP_MS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     SMOOTHING_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     model: ModelRef
     format: AudioFormat
     hop_ms: int
     top_k: int
     smoothing: float
-    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., hop_ms: _Optional[int] = ..., top_k: _Optional[int] = ..., smoothing: _Optional[float] = ...) -> None: ...
+    include_embedding: bool
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., format: _Optional[_Union[AudioFormat, _Mapping]] = ..., hop_ms: _Optional[int] = ..., top_k: _Optional[int] = ..., smoothing: _Optional[float] = ..., include_embedding: _Optional[bool] = ...) -> None: ...
 
 class StreamClassifyRequest(_message.Message):
     __slots__ = ("config", "audio")
@@ -195,20 +203,22 @@ class StreamNotice(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class StreamClassifyResponse(_message.Message):
-    __slots__ = ("is_final", "window", "summary", "notice", "request_id", "end_reason")
+    __slots__ = ("is_final", "window", "summary", "notice", "request_id", "end_reason", "labels")
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     NOTICE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     END_REASON_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     is_final: bool
     window: WindowResult
     summary: Summary
     notice: StreamNotice
     request_id: str
     end_reason: StreamEndReason
-    def __init__(self, is_final: _Optional[bool] = ..., window: _Optional[_Union[WindowResult, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., notice: _Optional[_Union[StreamNotice, _Mapping]] = ..., request_id: _Optional[str] = ..., end_reason: _Optional[_Union[StreamEndReason, str]] = ...) -> None: ...
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, is_final: _Optional[bool] = ..., window: _Optional[_Union[WindowResult, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., notice: _Optional[_Union[StreamNotice, _Mapping]] = ..., request_id: _Optional[str] = ..., end_reason: _Optional[_Union[StreamEndReason, str]] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "versions", "labels", "task", "sample_rate_hz", "window_samples", "window_ms", "default_hop_ms")

@@ -237,6 +237,7 @@ class _Call:
         self._holds_call_slot = False
         self._entered = False
         self._limit_key = ""
+        self._trailing: tuple[tuple[str, str], ...] = ()
         self.code = grpc.StatusCode.OK
 
     def deserializer(self, parse: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
@@ -274,8 +275,12 @@ class _Call:
         self._entered = True
         self._context = context
         request_id = dict(self._metadata).get(REQUEST_ID_METADATA) or os.urandom(16).hex()
+        request_id = clip_text(str(request_id), MAX_REQUEST_ID_CHARS)
         # gRPC runs each call in its own task: these settings stay local to this call.
-        request_id_var.set(clip_text(str(request_id), MAX_REQUEST_ID_CHARS))
+        request_id_var.set(request_id)
+        # Every answer, OK or not, names the id its logs are under (abort keeps it too).
+        self._trailing = ((REQUEST_ID_METADATA, request_id),)
+        context.set_trailing_metadata(self._trailing)
         call_labels_var.set(self._labels)
         interceptor = self._interceptor
         if interceptor._auth is not None or interceptor._limits is not None:
@@ -380,7 +385,7 @@ class _Call:
         else:
             code, details = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
         try:
-            await context.abort(code, details, trailing)
+            await context.abort(code, details, self._trailing + trailing)
         except grpc.aio.AbortError:
             self.code = code
             if not isinstance(error, MozartError):

@@ -77,6 +77,7 @@ class ClipRequest:
     hop_ms: int = 0
     top_k: int = 0
     routing_key: str = ""  # splits unversioned calls under a rollout (x-mozart-routing-key)
+    include_embedding: bool = False  # also return each window's `embedding` output
 
 
 def _cheap_to_decode(data: bytes, audio_format: AudioFormat, model_rate_hz: int) -> bool:
@@ -162,7 +163,7 @@ class ClipClassifier:
             self._metrics.audio_processed.labels(method="Classify").inc(decoded.duration_s)
             count = window_count(len(samples), manifest.window_samples, hop)
             self._check_window_count(count, hop, manifest)
-            scores, queue_s, compute_s = await self._score(
+            scores, embeddings, queue_s, compute_s = await self._score(
                 model, samples, hop, count, deadline=deadline, reserved=reserved
             )
             router = self._registry.router
@@ -178,6 +179,7 @@ class ClipClassifier:
                 smoothed=scores[index],
                 queue_time_s=queue_s,
                 compute_time_s=compute_s,
+                embedding=embeddings[index] if request.include_embedding else None,
             )
             for index in range(len(scores))
         )
@@ -244,14 +246,17 @@ class ClipClassifier:
         *,
         deadline: float | None,
         reserved: Reservation | None,
-    ) -> tuple[FloatArray, float, float]:
-        """Every window's scores, in one submission or in slices; (scores, queue s, compute s)."""
+    ) -> tuple[FloatArray, FloatArray, float, float]:
+        """Every window's scores and embeddings, in one submission or in slices;
+        (scores, embeddings, queue s, compute s)."""
         batcher = model.batcher
         if count <= batcher.capacity:
             windows, features = await _windows(model, samples, hop, 0, count)
             result = await batcher.submit(windows, deadline, reserved, features=features)
             ensure_finite(result.outputs.probabilities, model, self._metrics)
-            return result.outputs.probabilities, result.queue_time_s, result.compute_time_s
+            outputs = result.outputs
+            queue_s, compute_s = result.queue_time_s, result.compute_time_s
+            return outputs.probabilities, outputs.embedding, queue_s, compute_s
         size = max(1, batcher.capacity // SLICE_SHARE_OF_QUEUE)
         results: list[BatchResult] = []
         in_flight: deque[asyncio.Task[BatchResult]] = deque()
@@ -274,6 +279,7 @@ class ClipClassifier:
         ensure_finite(scores, model, self._metrics)
         return (
             scores,
+            np.concatenate([result.outputs.embedding for result in results]),
             max(result.queue_time_s for result in results),
             sum(result.compute_time_s for result in results),
         )

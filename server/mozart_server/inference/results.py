@@ -13,7 +13,11 @@ from mozart_server.tensors import FloatArray
 
 @dataclass(frozen=True)
 class WindowScores:
-    """One window's scores; `start_sample` counts in the model's sample clock."""
+    """One window's scores; `start_sample` counts in the model's sample clock.
+
+    `embedding` is the graph's `embedding` output for the window, only when the
+    request asked for it (None otherwise).
+    """
 
     index: int
     start_sample: int
@@ -21,6 +25,7 @@ class WindowScores:
     smoothed: FloatArray
     queue_time_s: float
     compute_time_s: float
+    embedding: FloatArray | None = None
 
 
 @dataclass(frozen=True)

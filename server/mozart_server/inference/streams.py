@@ -93,6 +93,7 @@ class StreamRequest:
     top_k: int = 0
     smoothing: float = 0.0
     routing_key: str = ""  # splits unversioned streams under a rollout, once per stream
+    include_embedding: bool = False  # also return each window's `embedding` output
 
 
 class StreamSource(Protocol):
@@ -301,6 +302,7 @@ class StreamSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._score_rows: list[FloatArray] = []
         self._smoothed: FloatArray | None = None
+        self._include_embedding = False
 
     async def run(self, source: StreamSource, sink: StreamSink) -> None:
         """Serves the stream until the end of its audio, drain, error or disconnect."""
@@ -383,6 +385,7 @@ class StreamSession:
         reader's end, drain or cut comes: not per chunk.
         """
         manifest = model.manifest
+        self._include_embedding = request.include_embedding
         options = window_options(
             manifest, request.hop_ms, request.top_k, request.smoothing,
             self._settings.default_top_k,
@@ -478,6 +481,7 @@ class StreamSession:
             smoothed=self._smoothed,
             queue_time_s=result.queue_time_s,
             compute_time_s=result.compute_time_s,
+            embedding=result.outputs.embedding[0] if self._include_embedding else None,
         )
         await self._write(sink.window(model.manifest, scored, options.top_k))
         self._metrics.stream_window_latency.labels(model=model.name, version=model.version).observe(

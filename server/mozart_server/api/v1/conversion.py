@@ -106,6 +106,7 @@ def clip_request(request: pb.ClassifyRequest, routing: str = "") -> ClipRequest:
         audio_format=audio_format(request.format),
         hop_ms=request.hop_ms,
         top_k=request.top_k,
+        include_embedding=request.include_embedding,
     )
 
 
@@ -119,6 +120,7 @@ def stream_request(config: pb.StreamConfig, routing: str = "") -> StreamRequest:
         hop_ms=config.hop_ms,
         top_k=config.top_k,
         smoothing=config.smoothing,
+        include_embedding=config.include_embedding,
     )
 
 
@@ -126,22 +128,34 @@ def fill_window_result(
     target: pb.WindowResult, manifest: Manifest, window: WindowScores, top_k: int
 ) -> None:
     """Fills an empty WindowResult in place (e.g. a response's field, so it is not copied);
-    times are in the model's sample clock."""
+    times are in the model's sample clock. The smoothed top-k is the raw one when the
+    scores are not smoothed (Classify, smoothing 0)."""
     rate = manifest.sample_rate_hz
+    labels = manifest.labels
     values = window.scores.tolist()
     target.index = window.index
     target.start_ms = window.start_sample * 1000 // rate
     target.end_ms = (window.start_sample + manifest.window_samples) * 1000 // rate
     target.scores.extend(values)
+    best = _top_indices(window.scores, values, top_k)
+    add_top, add_smoothed = target.top_k.add, target.smoothed_top_k.add
+    for i in best:
+        add_top(label=labels[i], score=values[i])
     if window.smoothed is window.scores:
         target.smoothed_scores.extend(values)
+        for i in best:
+            add_smoothed(label=labels[i], score=values[i])
     else:
-        target.smoothed_scores.extend(window.smoothed.tolist())
+        smoothed = window.smoothed.tolist()
+        target.smoothed_scores.extend(smoothed)
+        for i in _top_indices(window.smoothed, smoothed, top_k):
+            add_smoothed(label=labels[i], score=smoothed[i])
+    if window.embedding is not None:
+        target.embedding.extend(window.embedding.tolist())
     target.model_name = manifest.name
     target.model_version = manifest.version
     target.queue_time_us = round(window.queue_time_s * 1e6)
     target.compute_time_us = round(window.compute_time_s * 1e6)
-    _add_top_k(target.top_k, manifest.labels, window.scores, values, top_k)
 
 
 def window_result(manifest: Manifest, window: WindowScores, top_k: int) -> pb.WindowResult:

@@ -82,16 +82,28 @@ class GrpcStreamSource:
 
 
 class GrpcStreamSink:
-    """Writes results, notices and the summary to the call, each with the request id."""
+    """Writes results, notices and the summary to the call, each with the request id.
+
+    The first window or summary also carries the model's labels, the order of every
+    score list of the stream.
+    """
 
     def __init__(self, context: Context, request_id: str) -> None:
         self._context = context
         self._request_id = request_id
+        self._labels_sent = False
+
+    def _add_labels(self, response: pb.StreamClassifyResponse, manifest: Manifest) -> None:
+        if not self._labels_sent:
+            self._labels_sent = True
+            response.labels.extend(manifest.labels)
 
     async def window(self, manifest: Manifest, window: WindowScores, top_k: int) -> None:
         """An interim WindowResult."""
         response = pb.StreamClassifyResponse(is_final=False, request_id=self._request_id)
         conversion.fill_window_result(response.window, manifest, window, top_k)
+        if not self._labels_sent:
+            self._add_labels(response, manifest)
         try:  # _on_the_call inlined, as in GrpcStreamSource.audio
             await self._context.write(response)
         except grpc.aio.InternalError:
@@ -114,4 +126,5 @@ class GrpcStreamSink:
             is_final=True, request_id=self._request_id, end_reason=END_REASONS[end]
         )
         conversion.fill_summary(response.summary, manifest, summary, top_k)
+        self._add_labels(response, manifest)
         await _on_the_call(self._context.write(response))
