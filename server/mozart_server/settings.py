@@ -244,6 +244,26 @@ def _named_tokens(path: Path) -> dict[str, str]:
     return tokens
 
 
+class HttpSettings(_Section):
+    """The HTTP API (Open Inference Protocol v2 REST, Mozart REST, WebSocket streaming)."""
+
+    http_enabled: bool = Field(
+        default=True,
+        description="Serve the HTTP API and the web page beside gRPC, in the same process.",
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds.")
+    http_port: int = Field(
+        default=8000, ge=0, le=65535, description="HTTP API port; 0 picks a free one."
+    )
+    http_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins browsers may call the HTTP API from (comma-separated; * is any); "
+        "empty: no CORS headers.",
+    )
+
+    _lists = field_validator("http_cors_origins", mode="before")(_split_commas)
+
+
 class TlsSettings(_Section):
     """Server TLS and, optionally, client certificates (mTLS)."""
 
@@ -671,6 +691,7 @@ class ServerSettings(BaseSettings):
     )
 
     network: NetworkSettings = NetworkSettings()
+    http: HttpSettings = HttpSettings()
     tls: TlsSettings = TlsSettings()
     repository: RepositorySettings = RepositorySettings()
     engine: EngineSettings = Field(default_factory=EngineSettings)

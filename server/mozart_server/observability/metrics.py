@@ -59,6 +59,22 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS_S,
             registry=registry,
         )
+        # The HTTP API's calls (REST and WebSocket), apart from the gRPC ones above so
+        # that the gRPC series keep their labels; the code is the gRPC status name too.
+        self.http_requests = Counter(
+            "mozart_http_requests",
+            "Finished HTTP API calls by method (the gRPC method each stands for), gRPC "
+            "status name, model, version and protocol (http, websocket).",
+            ["method", "code", "model", "version", "protocol"],
+            registry=registry,
+        )
+        self.http_request_duration = Histogram(
+            "mozart_http_request_duration_seconds",
+            "End-to-end HTTP API call time on the server, by method and protocol.",
+            ["method", "protocol"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=registry,
+        )
         self.queue_duration = Histogram(
             "mozart_queue_duration_seconds",
             "Time a window waited in the batcher's queue before its batch started.",
