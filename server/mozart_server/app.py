@@ -17,7 +17,6 @@ from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from mozart_proto.inference import grpc_service_pb2_grpc as v2_grpc
@@ -27,6 +26,7 @@ from mozart_server.api.health import ServingState
 from mozart_server.api.in_flight import InFlightCalls
 from mozart_server.api.interceptors import ServingInterceptor
 from mozart_server.api.rate_limits import ClientLimits
+from mozart_server.api.reflection import enable_reflection
 from mozart_server.api.v1.servicer import SERVICE_NAME, AudioClassifierServicer
 from mozart_server.api.v2.servicer import INFERENCE_SERVICE_NAME, InferenceServicer
 from mozart_server.batching.batcher import BatcherConfig
@@ -190,11 +190,9 @@ class MozartServer:
         self._server = server
         health_pb2_grpc.add_HealthServicer_to_server(self.state.health_servicer, server)
         self._add_servicers(server)
-        reflection.enable_server_reflection(
-            (*SERVED_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME),
-            server,
-        )  # fmt: skip
+        enable_reflection(
+            (*SERVED_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
+        )
         address = f"{network.host}:{network.port}"
         credentials = _server_credentials(settings.tls)
         try:
