@@ -1,0 +1,396 @@
+// The live page: wires the model list, the file and microphone sources, and the result views.
+
+import { classifyFile, listModels } from "./api.js";
+import { Microphone, decodeFile, play } from "./audio.js";
+import { ScoreChart, colourOf } from "./chart.js";
+import { PageError, describe } from "./errors.js";
+import { StreamSession } from "./stream.js";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  model: $("model"), modelInfo: $("model-info"), tokenForm: $("token-form"), token: $("token"),
+  hop: $("hop"), topK: $("top-k-count"), smoothing: $("smoothing"),
+  drop: $("drop-zone"), file: $("file"), fileName: $("file-name"), playAloud: $("play-aloud"),
+  classifyFile: $("classify-file"), listen: $("listen"), stop: $("stop"),
+  status: $("status"), error: $("error"), notices: $("notices"),
+  currentLabel: $("current-label"), currentWindow: $("current-window"), topKList: $("top-k"),
+  windowCount: $("window-count"), summary: $("summary"),
+};
+const chart = new ScoreChart($("chart"), $("legend"));
+const CHUNK_S = 0.1; // audio per WebSocket message
+const MAX_BUFFERED_BYTES = 1 << 20; // "as fast as the server takes it" waits above this
+
+const state = {
+  models: [],
+  token: sessionStorage.getItem("mozart-token") || "",
+  file: null,
+  busy: false,
+  stop: null, // what the Stop button does while a stream runs
+  labels: [],
+  windows: 0,
+  shownLabel: "",
+};
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+const percent = (score) => `${(100 * score).toFixed(1)} %`;
+const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+
+function setStatus(text) {
+  ui.status.textContent = text;
+}
+
+function clearError() {
+  ui.error.hidden = true;
+  ui.error.replaceChildren();
+}
+
+function showError(error) {
+  console.error(error);
+  const title = document.createElement("strong");
+  title.textContent = error instanceof PageError ? error.code.replaceAll("_", " ").toLowerCase() : "error";
+  const text = document.createElement("span");
+  text.textContent = describe(error);
+  ui.error.replaceChildren(title, text);
+  ui.error.dataset.code = error instanceof PageError ? error.code : "PAGE";
+  ui.error.hidden = false;
+  setStatus("See the message below.");
+  if (error instanceof PageError && error.code === "UNAUTHENTICATED") {
+    ui.tokenForm.hidden = false;
+    ui.token.focus();
+  }
+}
+
+function setBusy(busy) {
+  state.busy = busy;
+  const ready = !busy && ui.model.value !== "";
+  ui.model.disabled = busy || state.models.length === 0;
+  ui.listen.disabled = !ready;
+  ui.classifyFile.disabled = !ready || !state.file;
+  ui.file.disabled = busy;
+  ui.stop.disabled = !busy;
+  if (!busy) state.stop = null;
+}
+
+function selectedModel() {
+  return state.models.find((model) => model.name === ui.model.value)
+    || { name: ui.model.value, labels: [], sampleRateHz: 0, windowMs: 0, defaultHopMs: 0, versions: [] };
+}
+
+function describeModel() {
+  const model = selectedModel();
+  if (!model.name) {
+    ui.modelInfo.textContent = "";
+    return;
+  }
+  const parts = [];
+  if (model.labels.length) parts.push(`${model.labels.length} labels: ${model.labels.join(", ")}`);
+  if (model.sampleRateHz) parts.push(`${model.sampleRateHz / 1000} kHz`);
+  if (model.windowMs) parts.push(`${seconds(model.windowMs)} windows every ${seconds(model.defaultHopMs)} by default`);
+  if (model.versions.length) parts.push(`version ${model.versions[model.versions.length - 1]}`);
+  ui.modelInfo.textContent = parts.join(" · ");
+  ui.hop.placeholder = model.defaultHopMs ? String(model.defaultHopMs) : "";
+}
+
+async function loadModels() {
+  clearError();
+  setStatus("Loading the models…");
+  ui.model.disabled = true;
+  try {
+    state.models = await listModels(state.token);
+  } catch (error) {
+    state.models = [];
+    ui.model.replaceChildren(new Option("No model (see the error below)", ""));
+    setBusy(false);
+    showError(error instanceof PageError && error.code === "NOT_FOUND"
+      ? new PageError("NO_API", "", error.message) : error);
+    return;
+  }
+  // ?model=NAME preselects a model, listed or not (the server then says whether it serves it).
+  const wanted = new URLSearchParams(location.search).get("model");
+  const options = state.models.map((model) => new Option(model.name, model.name));
+  if (wanted && !state.models.some((model) => model.name === wanted)) {
+    options.push(new Option(`${wanted} (not listed by the server)`, wanted));
+  }
+  ui.model.replaceChildren(...options);
+  if (wanted) ui.model.value = wanted;
+  describeModel();
+  setBusy(false);
+  if (options.length === 0) {
+    showError(new PageError("NO_MODEL", ""));
+  } else {
+    setStatus("Ready: choose a file, or press Listen.");
+  }
+}
+
+function streamSettings() {
+  const hopMs = Number.parseInt(ui.hop.value, 10);
+  const topK = Number.parseInt(ui.topK.value, 10);
+  const smoothing = Number.parseFloat(ui.smoothing.value);
+  return {
+    hopMs: Number.isFinite(hopMs) && hopMs > 0 ? hopMs : 0,
+    topK: Number.isFinite(topK) && topK > 0 ? topK : 3,
+    smoothing: Number.isFinite(smoothing) ? Math.min(0.99, Math.max(0, smoothing)) : 0.5,
+    token: state.token,
+  };
+}
+
+function renderBars(list, topK, labels) {
+  list.replaceChildren(...topK.map(({ label, score }) => {
+    const item = document.createElement("li");
+    const name = document.createElement("span");
+    name.textContent = label;
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.setAttribute("aria-hidden", "true");
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    fill.style.display = "block";
+    fill.style.width = `${Math.max(0, Math.min(1, score)) * 100}%`;
+    fill.style.background = colourOf(Math.max(0, labels.indexOf(label)));
+    bar.append(fill);
+    const value = document.createElement("span");
+    value.className = "score";
+    value.textContent = percent(score);
+    item.append(name, bar, value);
+    return item;
+  }));
+}
+
+function resetResults(labels) {
+  state.labels = labels;
+  state.windows = 0;
+  state.shownLabel = "";
+  ui.windowCount.textContent = "0";
+  ui.currentLabel.textContent = "—";
+  ui.currentWindow.textContent = "No window yet.";
+  ui.topKList.replaceChildren();
+  ui.notices.replaceChildren();
+  ui.summary.replaceChildren(Object.assign(document.createElement("p"),
+    { className: "hint", textContent: "Appears when the stream or file is done." }));
+  chart.reset(labels);
+}
+
+function showWindow(window) {
+  const topK = window.smoothed_top_k && window.smoothed_top_k.length ? window.smoothed_top_k : window.top_k;
+  state.windows += 1;
+  ui.windowCount.textContent = String(state.windows);
+  if (topK.length && topK[0].label !== state.shownLabel) {
+    // Only a change is written, so a screen reader announces the label when it changes.
+    state.shownLabel = topK[0].label;
+    ui.currentLabel.textContent = state.shownLabel;
+  }
+  const timing = window.compute_time_us !== undefined
+    ? ` · queued ${(window.queue_time_us / 1000).toFixed(1)} ms, computed in ${(window.compute_time_us / 1000).toFixed(1)} ms`
+    : "";
+  ui.currentWindow.textContent = `Window ${window.index + 1}: ${seconds(window.start_ms)} to ${seconds(window.end_ms)}${timing}`;
+  renderBars(ui.topKList, topK, state.labels);
+  const scores = window.smoothed_scores && window.smoothed_scores.length ? window.smoothed_scores : window.scores;
+  chart.add(window.end_ms, scores);
+}
+
+function showNotice(notice) {
+  const item = document.createElement("li");
+  item.textContent = `${notice.code}: ${notice.message}`;
+  ui.notices.append(item);
+}
+
+function showSummary(summary) {
+  if (!summary) return;
+  const reasons = { COMPLETE: "complete", DRAINED: "cut short: the server is shutting down" };
+  const best = summary.top_k[0];
+  const verdict = document.createElement("p");
+  verdict.className = "verdict";
+  if (best) {
+    const label = Object.assign(document.createElement("strong"), { id: "summary-label", textContent: best.label });
+    verdict.append("Mostly ", label, ` (${percent(best.score)} on average)`);
+  } else {
+    verdict.textContent = "Too little audio for a single window.";
+  }
+  const facts = document.createElement("dl");
+  const rows = [
+    ["Windows", String(summary.windows), "summary-windows"],
+    ["Audio", `${Number(summary.duration_s).toFixed(1)} s`, "summary-duration"],
+    ["Ended", reasons[summary.end_reason] || String(summary.end_reason || "complete").toLowerCase(), "summary-end"],
+  ];
+  for (const [term, value, id] of rows) {
+    facts.append(Object.assign(document.createElement("dt"), { textContent: term }),
+      Object.assign(document.createElement("dd"), { textContent: value, id }));
+  }
+  const bars = document.createElement("ol");
+  bars.className = "bars";
+  bars.setAttribute("aria-label", "Labels over the whole stream");
+  renderBars(bars, summary.top_k, state.labels);
+  ui.summary.replaceChildren(verdict, facts, bars);
+}
+
+function openSession(model, sampleRateHz) {
+  return new StreamSession({
+    modelName: model.name, sampleRateHz, ...streamSettings(), onWindow: showWindow, onNotice: showNotice,
+  });
+}
+
+/** Sends `samples` in 100 ms chunks, at real-time pace or as fast as the socket drains. */
+async function pump(session, samples, sampleRateHz, realtime, stopped) {
+  const chunk = Math.max(1, Math.round(sampleRateHz * CHUNK_S));
+  const started = performance.now();
+  for (let i = 0, offset = 0; offset < samples.length; i += 1, offset += chunk) {
+    if (realtime) {
+      await sleep(started + (i + 1) * CHUNK_S * 1000 - performance.now());
+    } else {
+      while (session.open && session.bufferedBytes > MAX_BUFFERED_BYTES) await sleep(10);
+    }
+    if (stopped() || !session.open) return;
+    session.sendSamples(samples.subarray(offset, offset + chunk));
+    if (realtime) setStatus(`Streaming the file: ${(offset / sampleRateHz).toFixed(1)} s of ${(samples.length / sampleRateHz).toFixed(1)} s sent.`);
+  }
+}
+
+async function runFile() {
+  clearError();
+  const model = selectedModel();
+  const pace = document.querySelector("input[name=pace]:checked").value;
+  if (!state.file) {
+    showError(new PageError("NO_FILE", ""));
+    return;
+  }
+  setBusy(true);
+  let stopPlaying = () => {};
+  let stopped = false;
+  state.stop = () => {
+    stopped = true;
+    stopPlaying();
+  };
+  try {
+    if (pace === "whole") {
+      setStatus(`Sending ${state.file.name} to the server…`);
+      const result = await classifyFile(model.name, state.file, streamSettings());
+      resetResults(result.labels);
+      result.windows.forEach(showWindow);
+      showSummary(result.summary);
+      setStatus(`Done: ${result.windows.length} windows.`);
+      return;
+    }
+    setStatus(`Decoding ${state.file.name}…`);
+    const decoded = await decodeFile(state.file, model.sampleRateHz);
+    const session = openSession(model, decoded.sampleRateHz);
+    const ready = await session.ready;
+    resetResults(ready.labels || model.labels);
+    setStatus("Streaming the file…");
+    if (pace === "realtime" && ui.playAloud.checked) {
+      try {
+        stopPlaying = play(decoded.buffer);
+      } catch (error) {
+        console.warn("cannot play the file aloud", error);
+      }
+    }
+    await pump(session, decoded.samples, decoded.sampleRateHz, pace === "realtime", () => stopped);
+    session.end();
+    setStatus("Waiting for the last windows and the summary…");
+    showSummary(await session.finished);
+    setStatus(`Done: ${state.windows} windows.`);
+  } catch (error) {
+    showError(error);
+  } finally {
+    stopPlaying();
+    setBusy(false);
+  }
+}
+
+async function runMicrophone() {
+  clearError();
+  const model = selectedModel();
+  setBusy(true);
+  let session = null;
+  let pending = [];
+  let pendingLength = 0;
+  let rate = 0;
+  const flush = () => {
+    if (!session || !session.open || pendingLength === 0) return;
+    const joined = new Float32Array(pendingLength);
+    let offset = 0;
+    for (const block of pending) {
+      joined.set(block, offset);
+      offset += block.length;
+    }
+    pending = [];
+    pendingLength = 0;
+    session.sendSamples(joined);
+  };
+  let ready = false;
+  const microphone = new Microphone((block) => {
+    pending.push(block);
+    pendingLength += block.length;
+    if (ready && pendingLength >= rate * CHUNK_S) flush();
+  });
+  let stopPressed;
+  const stop = new Promise((resolve) => {
+    stopPressed = resolve;
+  });
+  state.stop = () => stopPressed();
+  try {
+    setStatus("Asking for the microphone…");
+    rate = await microphone.start();
+    session = openSession(model, rate);
+    const hello = await session.ready;
+    ready = true;
+    resetResults(hello.labels || model.labels);
+    setStatus(`Listening at ${rate / 1000} kHz: the first result comes after ${seconds(hello.window_ms)} of sound. Press Stop to end.`);
+    await Promise.race([stop, session.finished.catch(() => {})]);
+    await microphone.stop();
+    flush();
+    session.end();
+    setStatus("Waiting for the last windows and the summary…");
+    showSummary(await session.finished);
+    setStatus(`Done: ${state.windows} windows.`);
+  } catch (error) {
+    showError(error);
+  } finally {
+    await microphone.stop();
+    if (session && !session.ended) session.abort();
+    setBusy(false);
+  }
+}
+
+function chooseFile(file) {
+  state.file = file || null;
+  ui.fileName.textContent = file ? `${file.name} (${(file.size / 1024).toFixed(0)} KiB)` : "No file chosen.";
+  setBusy(state.busy);
+}
+
+ui.model.addEventListener("change", () => {
+  clearError();
+  describeModel();
+  setBusy(false);
+});
+ui.tokenForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.token = ui.token.value.trim();
+  sessionStorage.setItem("mozart-token", state.token);
+  loadModels();
+});
+ui.file.addEventListener("change", () => chooseFile(ui.file.files[0]));
+for (const name of ["dragenter", "dragover"]) {
+  ui.drop.addEventListener(name, (event) => {
+    event.preventDefault();
+    ui.drop.classList.add("over");
+  });
+}
+ui.drop.addEventListener("dragleave", () => ui.drop.classList.remove("over"));
+ui.drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  ui.drop.classList.remove("over");
+  if (!state.busy && event.dataTransfer.files.length) chooseFile(event.dataTransfer.files[0]);
+});
+ui.classifyFile.addEventListener("click", runFile);
+ui.listen.addEventListener("click", runMicrophone);
+ui.stop.addEventListener("click", () => {
+  if (state.stop) state.stop();
+  setStatus("Stopping…");
+});
+
+if (state.token) {
+  ui.token.value = state.token;
+  ui.tokenForm.hidden = false;
+}
+resetResults([]);
+loadModels();
