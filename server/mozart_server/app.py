@@ -82,6 +82,12 @@ def log_layout(settings: ServerSettings) -> None:
     )
 
 
+def log_listening(service: str, host: str, port: int) -> None:
+    """Logs "listening on HOST:PORT (service)" with the port actually bound (port 0 picks one)."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    logger.info(f"listening on {address} ({service})", extra={"service": service, "port": port})
+
+
 class MozartServer:
     """One running server. `start()`, then `stop()` (or `serve_until_signal()`)."""
 
@@ -213,6 +219,8 @@ class MozartServer:
                    "tls": credentials is not None,
                    "model_control_mode": settings.repository.model_control_mode.value},
         )  # fmt: skip
+        log_listening("grpc", network.host, self.port)
+        log_listening("metrics", network.metrics_host, self.metrics_port)
         await self.control.start()
 
     async def stop(self, grace_s: float | None = None, drain_delay_s: float | None = None) -> None:

@@ -55,7 +55,7 @@ def serve(args: argparse.Namespace) -> int:
             where = f"setting {setting}" if setting else "settings"
             print(f"mozart serve: invalid {where}: {problem['msg']}", file=sys.stderr)
         return 2
-    configure_logging(settings.process.log_level)
+    configure_logging(settings.process.log_level, settings.process.log_format)
     try:
         asyncio.run(MozartServer(settings).serve_until_signal())
     except StartupError as error:

@@ -1,13 +1,27 @@
-"""Structured JSON logs with the request id of the call being served."""
+"""The server's log context (request id, client) and throttled warnings, on mozart_proto.logs.
+
+Every line is written by the layout shared with the trainer and the CLI
+(`mozart_proto.logs`): JSON or text, the same field names, strings clipped.
+"""
 
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
-import sys
 import time
 from typing import Any
+
+from mozart_proto import logs
+from mozart_proto.logs import MAX_FIELD_CHARS, clip_text
+
+__all__ = [
+    "MAX_FIELD_CHARS",
+    "ThrottledLog",
+    "client_var",
+    "clip_text",
+    "configure_logging",
+    "request_id_var",
+]
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "mozart_request_id", default=None
@@ -17,59 +31,16 @@ client_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "mozart_client", default=None
 )
 
-# Longest string field of a log line: clients choose model names, request ids and more,
-# and one 20,000-character name must not cost 20 KB of log per call.
-MAX_FIELD_CHARS = 1000
 
+def configure_logging(level: str, log_format: str | None = None) -> logs.LogFormat:
+    """Sends every log record to stderr at `level`, with the call's request id and client.
 
-def clip_text(text: str, limit: int = MAX_FIELD_CHARS) -> str:
-    """`text` cut to `limit` characters, saying how many were left out."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text) - limit} more characters)"
-
-
-# Attributes every LogRecord has; anything else came from `extra=` and is logged as a field.
-_STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message",
-    "asctime",
-    "taskName",
-}
-
-
-class JsonFormatter(logging.Formatter):
-    """Formats each record as one JSON object per line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Returns the record as a JSON line with time, level, logger, message and extras."""
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": clip_text(record.getMessage()),
-        }
-        request_id = request_id_var.get()
-        if request_id is not None:
-            entry["request_id"] = request_id
-        client = client_var.get()
-        if client is not None:
-            entry["client"] = client
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
-                entry[key] = clip_text(value) if isinstance(value, str) else value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def configure_logging(level: str) -> None:
-    """Sends every log record to stderr as JSON lines at `level`."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    `log_format` is "json" or "text"; None: text when APP_ENV=dev, else json.
+    Returns the format chosen.
+    """
+    return logs.configure_logging(
+        level, log_format, context={"request_id": request_id_var, "client": client_var}
+    )
 
 
 class ThrottledLog:
