@@ -22,7 +22,11 @@ from prometheus_client import CollectorRegistry, start_http_server
 from mozart_proto.inference import grpc_service_pb2_grpc as v2_grpc
 from mozart_proto.v1 import audio_classifier_pb2_grpc
 from mozart_server.api.auth import BearerAuth
+from mozart_server.api.envelope import CallGate
 from mozart_server.api.health import ServingState
+from mozart_server.api.http.app import create_app
+from mozart_server.api.http.calls import HttpGate
+from mozart_server.api.http.server import HttpServer
 from mozart_server.api.in_flight import InFlightCalls
 from mozart_server.api.interceptors import ServingInterceptor
 from mozart_server.api.rate_limits import ClientLimits
@@ -115,9 +119,14 @@ class MozartServer:
         )
         self.state = ServingState(SERVED_SERVICES)
         self._calls = InFlightCalls()
+        # One set of per-client limits for every transport: a client's gRPC and HTTP
+        # calls count against the same buckets.
+        self._limits = ClientLimits(settings.rate_limits)
         self.control.add_listener(self._update_health)
         self.port = 0
         self.metrics_port = 0
+        self.http_port = 0
+        self._http: HttpServer | None = None
         self._server: grpc.aio.Server | None = None
         self._metrics_http: tuple[WSGIServer, Thread] | None = None
 
@@ -141,6 +150,33 @@ class MozartServer:
                 float_samples=self.settings.streams.float_samples,
             ),
             server,
+        )
+
+    def _http_server(self) -> HttpServer:
+        """The HTTP API over the same inference objects, behind the same call rules."""
+        settings = self.settings
+        gate = CallGate(
+            self.metrics,
+            self.state,
+            auth=BearerAuth.from_settings(settings.network),
+            limits=self._limits,
+            known_model=self.control.knows,
+            in_flight=self._calls,
+        )
+        app = create_app(
+            settings,
+            HttpGate(gate, settings.network.max_message_bytes),
+            self.registry,
+            self.control,
+            self.clips,
+            self.state,
+            self._new_stream,
+        )
+        return HttpServer(
+            app,
+            settings.http,
+            ws_max_bytes=settings.network.max_message_bytes,
+            closing_s=CLOSING_S,
         )
 
     async def _update_health(self) -> None:
@@ -183,7 +219,7 @@ class MozartServer:
                     self.state,
                     SERVED_SERVICES,
                     auth=BearerAuth.from_settings(network),
-                    limits=ClientLimits(settings.rate_limits),
+                    limits=self._limits,
                     known_model=self.control.knows,
                     in_flight=self._calls,
                 ),
@@ -209,13 +245,19 @@ class MozartServer:
         except RuntimeError as error:
             tls = ", tls_cert_file, tls_key_file" if credentials is not None else ""
             raise StartupError(f"cannot listen on {address} (host, port{tls}): {error}") from None
+        self._http = self._http_server() if settings.http.http_enabled else None
+        if self._http is not None:
+            self.http_port = self._http.bind()
         await self.state.set_not_serving()
         if self.drift is not None:
             self.drift.start()
         await server.start()
+        if self._http is not None:
+            await self._http.start()
         logger.info(
             "server started",
             extra={"grpc_port": self.port, "metrics_port": self.metrics_port,
+                   "http_port": self.http_port if self._http is not None else None,
                    "tls": credentials is not None,
                    "model_control_mode": settings.repository.model_control_mode.value},
         )  # fmt: skip
@@ -254,6 +296,8 @@ class MozartServer:
         # A call racing the end still hears UNAVAILABLE from the interceptor instead of
         # finding the port closed (with no drain delay, nothing is expected to race).
         await asyncio.sleep(min(CLOSING_S, delay))
+        if self._http is not None:
+            await self._http.stop()
         if self._server is not None:
             await self._server.stop(CLOSING_S)
         await self.router.aclose()  # shadow copies nobody waits for

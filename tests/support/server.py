@@ -75,6 +75,8 @@ class InProcessServer(_Scraping):
         self.port = self.server.port
         self.address = f"{HOST}:{self.port}"
         self.metrics_url = f"http://{HOST}:{self.server.metrics_port}/metrics"
+        self.http_port = self.server.http_port
+        self.http_url = f"http://{HOST}:{self.http_port}"
         self._stopped = False
 
     def _call(self, coroutine: Any, timeout_s: float) -> Any:
@@ -104,6 +106,7 @@ def running_server(model_repository: Path, **settings: Any) -> Iterator[InProces
     """A real server on 127.0.0.1:0 (metrics too) with the given settings, stopped on exit."""
     # No drain delay unless a test asks for one: nothing balances load in front of it.
     values: dict[str, Any] = {"host": HOST, "port": 0, "metrics_host": HOST, "metrics_port": 0,
+                              "http_host": HOST, "http_port": 0,
                               "drain_delay_s": 0.0}  # fmt: skip
     values.update(settings, model_repository=model_repository)
     server = InProcessServer(ServerSettings(**values))
@@ -135,6 +138,8 @@ class SpawnedServer(_Scraping):
         self.port = int(started["grpc_port"])
         self.address = f"{HOST}:{self.port}"
         self.metrics_url = f"http://{HOST}:{int(started['metrics_port'])}/metrics"
+        self.http_port = int(started.get("http_port") or 0)
+        self.http_url = f"http://{HOST}:{self.http_port}"
 
     def _read_logs(self) -> None:
         assert self.process.stderr is not None
@@ -166,6 +171,7 @@ class SpawnedServer(_Scraping):
 def spawned_server(model_repository: Path, *flags: str) -> Iterator[SpawnedServer]:
     """A server subprocess on 127.0.0.1:0 with extra flags; killed on exit if still running."""
     args = ["--host", HOST, "--port", "0", "--metrics-host", HOST, "--metrics-port", "0",
+            "--http-host", HOST, "--http-port", "0",
             "--drain-delay-s", "0",  # a test's own --drain-delay-s comes later and wins
             "--model-repository", str(model_repository), *flags]  # fmt: skip
     env = {key: value for key, value in os.environ.items() if not key.startswith("MOZART_")}
