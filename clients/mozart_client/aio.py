@@ -1,4 +1,9 @@
-"""The asyncio SDK client."""
+"""The asyncio SDK client: sends what `_calls` prepares and awaits the answers.
+
+It differs from `Client` only in how it waits: the same checks run at the same
+moment (when a method is called), the same requests go out, and errors are the
+same MozartError subclasses with the same request ids.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +11,34 @@ import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
+from mozart_client._calls import CallCore, UnaryCall, clip_from_stream
+from mozart_client._resample import ChunkResampler, aresampled, check_resamplable
 from mozart_client.audio import (
     AudioArray,
     AudioChunk,
     AudioInput,
-    StreamAudio,
     StreamInput,
     bytes_per_second,
+    check_channels,
     chunk_of,
-    clip_audio,
+    encoding_from_name,
     format_of_first_chunk,
+    pcm_format,
     stream_audio,
 )
 from mozart_client.connection import (
+    DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_TARGET,
     ConnectionOptions,
     RetryPolicy,
     TlsConfig,
+    new_request_id,
     open_aio_channel,
-)
-from mozart_client.conversion import (
-    classify_result_from_proto,
-    load_model_request,
-    model_info_from_proto,
-    model_status_from_proto,
-    model_statuses_from_proto,
-    serving_status_from_proto,
-    stream_result_from_proto,
-    unload_model_request,
 )
 from mozart_client.errors import InvalidInputError, from_rpc_error
 from mozart_client.results import (
@@ -49,16 +49,11 @@ from mozart_client.results import (
     RolloutStatus,
     StreamResult,
 )
-from mozart_client.rollout import (
-    get_rollout_request,
-    rollout_status_from_proto,
-    set_rollout_request,
-)
-from mozart_client.streaming import Pacer, SendLog, config_request
+from mozart_client.streaming import Pacer, SendLog, StreamOptions, StreamReceiver, stream_options
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 
-_UNSET: float = -1.0
+R = TypeVar("R")
 
 AsyncStreamInput = StreamInput | AsyncIterable[bytes] | AsyncIterable[AudioArray]
 """What `AsyncClient.stream()` accepts: anything `Client.stream()` does, or async chunks."""
@@ -79,34 +74,39 @@ class AsyncClient:
         *,
         tls: TlsConfig | None = None,
         token: str | None = None,
-        timeout_s: float = 10.0,
+        timeout_s: float | None = 10.0,
         retry: RetryPolicy | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         """Opens a channel (lazily); takes the same arguments as `Client`."""
         self.options = ConnectionOptions(
-            target=target, tls=tls, token=token, timeout_s=timeout_s, retry=retry or RetryPolicy()
+            target=target,
+            tls=tls,
+            token=token,
+            timeout_s=timeout_s,
+            retry=retry or RetryPolicy(),
+            max_message_bytes=max_message_bytes,
         )
-        self._default_model: str | None = None
+        self._core = CallCore(self.options)
         self._channel = open_aio_channel(self.options)
         # The generated stubs work over both sync and asyncio channels.
         self._classifier = pb_grpc.AudioClassifierStub(self._channel)  # type: ignore[no-untyped-call]
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._stubs: dict[str, Any] = {
+            "classifier": self._classifier,
+            "health": health_pb2_grpc.HealthStub(self._channel),
+        }
+
+    async def _send(self, call: UnaryCall[R]) -> R:
+        """Sends one prepared unary call: the only place unary errors are converted."""
+        method = getattr(self._stubs[call.service], call.method)
+        try:
+            response = await method(call.request, timeout=call.timeout_s, metadata=call.metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error, call.request_id) from None
+        return call.parse(response)
 
     async def _model_name(self, model: str) -> str:
-        """The model to use: the one asked for, else the server's only model."""
-        if model:
-            return model
-        if self._default_model is None:
-            names = [info.name for info in await self.models()]
-            if len(names) != 1:
-                raise InvalidInputError(
-                    f"the server serves {len(names)} models ({', '.join(names)}); name one"
-                )
-            self._default_model = names[0]
-        return self._default_model
-
-    def _deadline(self, timeout_s: float | None) -> float | None:
-        return self.options.timeout_s if timeout_s == _UNSET else timeout_s
+        return self._core.known_model(model) or self._core.only_model(await self.models())
 
     async def classify(
         self,
@@ -116,28 +116,35 @@ class AsyncClient:
         version: str = "",
         sample_rate_hz: int | None = None,
         encoding: str | None = None,
+        channels: int | None = None,
         hop_ms: int = 0,
         top_k: int = 0,
-        timeout_s: float | None = _UNSET,
+        include_embedding: bool = False,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
     ) -> ClassifyResult:
         """Classifies a whole clip; arguments as in `Client.classify`."""
-        wire = clip_audio(audio, sample_rate_hz=sample_rate_hz, encoding=encoding)
-        request = pb.ClassifyRequest(
-            model=pb.ModelRef(name=await self._model_name(model), version=version),
-            format=wire.format,
-            audio=wire.data,
+        wire = self._core.classify_audio(
+            audio,
+            sample_rate_hz=sample_rate_hz,
+            encoding=encoding,
+            channels=channels,
             hop_ms=hop_ms,
             top_k=top_k,
         )
-        try:
-            response = await self._classifier.Classify(
-                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return classify_result_from_proto(response)
+        call = self._core.classify(
+            wire,
+            model=await self._model_name(model),
+            version=version,
+            hop_ms=hop_ms,
+            top_k=top_k,
+            include_embedding=include_embedding,
+            timeout_s=timeout_s,
+            request_id=request_id,
+        )
+        return await self._send(call)
 
-    async def stream(
+    def stream(
         self,
         source: AsyncStreamInput,
         *,
@@ -151,40 +158,72 @@ class AsyncClient:
         encoding: str | None = None,
         channels: int = 1,
         chunk_ms: int = 100,
+        include_embedding: bool = False,
+        resample_on_client: bool = False,
         timeout_s: float | None = None,
+        request_id: str | None = None,
     ) -> AsyncIterator[StreamResult]:
         """Streams audio and yields results as they arrive; arguments as in `Client.stream`.
 
-        Also accepts async iterables of byte or numpy chunks. Breaking out of the
-        `async for` cancels the stream on the server.
+        Not a coroutine: like `Client.stream`, it checks the input and the options
+        when called (InvalidInputError before anything is sent), and returns the
+        async iterator of results. Also accepts async iterables of byte or numpy
+        chunks, whose first chunk is read, and checked, when iteration starts.
+        Breaking out of the `async for` cancels the stream on the server.
         """
-        if isinstance(source, AsyncIterable):
-            audio = await _async_stream_audio(
-                source, sample_rate_hz=sample_rate_hz, encoding=encoding, channels=channels
-            )
-        else:
-            sync_audio = stream_audio(
-                source,
-                sample_rate_hz=sample_rate_hz,
-                encoding=encoding,
-                channels=channels,
-                chunk_ms=chunk_ms,
-            )
-            audio = _AsyncStreamAudio(sync_audio.format, _aiter_sync(sync_audio))
-        config = config_request(
-            audio.format,
-            model=await self._model_name(model),
+        options = stream_options(
+            self.options,
+            model=model,
             version=version,
             hop_ms=hop_ms,
             top_k=top_k,
             smoothing=smoothing,
+            include_embedding=include_embedding,
+            realtime=realtime,
+            resample_on_client=resample_on_client,
+            timeout_s=timeout_s,
+            request_id=request_id,
         )
+        if isinstance(source, AsyncIterable):
+            check_channels(channels)
+            if encoding is not None:
+                declared = pcm_format(encoding_from_name(encoding), sample_rate_hz, channels)
+                if resample_on_client:
+                    check_resamplable(declared)
+            first = _AsyncFirstChunk(
+                source, sample_rate_hz=sample_rate_hz, encoding=encoding, channels=channels
+            )
+            return self._stream(first, options)
+        audio = stream_audio(
+            source,
+            sample_rate_hz=sample_rate_hz,
+            encoding=encoding,
+            channels=channels,
+            chunk_ms=chunk_ms,
+        )
+        if resample_on_client:
+            check_resamplable(audio.format)
+        return self._stream(_AsyncFirstChunk.of_sync(audio.format, audio.chunks), options)
+
+    async def _stream(
+        self, audio: _AsyncFirstChunk, options: StreamOptions
+    ) -> AsyncIterator[StreamResult]:
+        """The stream itself, from the first iteration: model lookup, config, audio, results."""
+        fmt, chunks = await audio.open()
+        if options.resample_on_client:
+            check_resamplable(fmt)
+        model = await self._model_name(options.model)
+        if options.resample_on_client:
+            rate = (await self.model(model, options.version)).sample_rate_hz
+            resampler = ChunkResampler(fmt, rate)
+            fmt, chunks = resampler.format, aresampled(chunks, resampler)
+        config = options.config(fmt, model)
         send_log = SendLog()
 
         async def requests() -> AsyncIterator[pb.StreamClassifyRequest]:
             yield config
-            pacer = Pacer(realtime)
-            async for chunk in audio.chunks:
+            pacer = Pacer(options.realtime)
+            async for chunk in chunks:
                 delay_s = pacer.delay_s(chunk.duration_s)
                 if delay_s > 0:
                     await asyncio.sleep(delay_s)
@@ -192,122 +231,120 @@ class AsyncClient:
                 yield pb.StreamClassifyRequest(audio=chunk.data)
 
         call = self._classifier.StreamClassify(
-            requests(), timeout=timeout_s, metadata=self.options.metadata()
+            requests(), timeout=options.timeout_s, metadata=options.metadata
         )
+        receiver = StreamReceiver(send_log)
         try:
             async for response in call:
-                latency = None
-                if response.HasField("window"):
-                    latency = send_log.latency_ms(response.window.end_ms, time.monotonic())
-                result = stream_result_from_proto(response, latency)
+                result = receiver.result(response)
                 if result is not None:
                     yield result
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            raise from_rpc_error(error, options.request_id) from None
         finally:
             call.cancel()
 
-    async def models(self, *, timeout_s: float | None = _UNSET) -> list[ModelInfo]:
+    async def classify_large(
+        self,
+        source: AsyncStreamInput,
+        *,
+        model: str = "",
+        version: str = "",
+        hop_ms: int = 0,
+        top_k: int = 0,
+        sample_rate_hz: int | None = None,
+        encoding: str | None = None,
+        channels: int = 1,
+        chunk_ms: int = 500,
+        include_embedding: bool = False,
+        resample_on_client: bool = False,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+    ) -> ClassifyResult:
+        """A clip too big for one message, through StreamClassify; as `Client.classify_large`."""
+        chosen_id = new_request_id(request_id)
+        results = self.stream(
+            source,
+            model=model,
+            version=version,
+            hop_ms=hop_ms,
+            top_k=top_k,
+            sample_rate_hz=sample_rate_hz,
+            encoding=encoding,
+            channels=channels,
+            chunk_ms=chunk_ms,
+            include_embedding=include_embedding,
+            resample_on_client=resample_on_client,
+            timeout_s=timeout_s,
+            request_id=chosen_id,
+        )
+        return clip_from_stream([r async for r in results], model, version, chosen_id)
+
+    async def models(
+        self, *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> list[ModelInfo]:
         """Lists the models the server has loaded."""
-        try:
-            response = await self._classifier.ListModels(
-                pb.ListModelsRequest(),
-                timeout=self._deadline(timeout_s),
-                metadata=self.options.metadata(),
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return [model_info_from_proto(info) for info in response.models]
+        return await self._send(self._core.models(timeout_s, request_id))
 
     async def model(
-        self, name: str, version: str = "", *, timeout_s: float | None = _UNSET
+        self,
+        name: str,
+        version: str = "",
+        *,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
     ) -> ModelInfo:
         """Describes one model; raises NotFoundError when it is not loaded."""
-        request = pb.GetModelRequest(model=pb.ModelRef(name=name, version=version))
-        try:
-            info = await self._classifier.GetModel(
-                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return model_info_from_proto(info)
+        return await self._send(self._core.model(name, version, timeout_s, request_id))
 
-    async def model_status(self, *, timeout_s: float | None = _UNSET) -> list[ModelStatus]:
+    async def model_status(
+        self, *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> list[ModelStatus]:
         """Every model of the repository with each version's state; as `Client.model_status`."""
-        try:
-            response = await self._classifier.ListModelStatus(
-                pb.ListModelStatusRequest(),
-                timeout=self._deadline(timeout_s),
-                metadata=self.options.metadata(),
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return model_statuses_from_proto(response)
+        return await self._send(self._core.model_status(timeout_s, request_id))
 
     async def load_model(
-        self, name: str, *, reload: bool = False, timeout_s: float | None = _UNSET
+        self,
+        name: str,
+        *,
+        reload: bool = False,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
     ) -> ModelStatus:
         """Loads or updates a model; arguments and errors as in `Client.load_model`."""
-        request = load_model_request(name, reload)
-        try:
-            status = await self._classifier.LoadModel(
-                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return model_status_from_proto(status)
+        return await self._send(self._core.load_model(name, reload, timeout_s, request_id))
 
-    async def unload_model(self, name: str, *, timeout_s: float | None = _UNSET) -> ModelStatus:
+    async def unload_model(
+        self, name: str, *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> ModelStatus:
         """Unloads every version of a model; arguments and errors as in `Client.unload_model`."""
-        request = unload_model_request(name)
-        try:
-            status = await self._classifier.UnloadModel(
-                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return model_status_from_proto(status)
+        return await self._send(self._core.unload_model(name, timeout_s, request_id))
 
-    async def rollout_status(self, name: str, *, timeout_s: float | None = _UNSET) -> RolloutStatus:
+    async def rollout_status(
+        self, name: str, *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> RolloutStatus:
         """A model's rollout; arguments and errors as in `Client.rollout_status`."""
-        request = get_rollout_request(name)
-        try:
-            status = await self._classifier.GetRollout(
-                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return rollout_status_from_proto(status)
+        return await self._send(self._core.rollout_status(name, timeout_s, request_id))
 
     async def set_rollout(
         self,
         name: str,
         weights: Mapping[str, int] | None,
         *,
-        timeout_s: float | None = _UNSET,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
         **policy: Any,
     ) -> RolloutStatus:
         """Sets or clears a model's rollout; arguments and errors as in `Client.set_rollout`."""
-        request = set_rollout_request(name, weights, **policy)
-        try:
-            status = await self._classifier.SetRollout(
-                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return rollout_status_from_proto(status)
+        return await self._send(
+            self._core.set_rollout(name, weights, policy, timeout_s, request_id)
+        )
 
-    async def health(self, service: str = "", *, timeout_s: float | None = _UNSET) -> HealthStatus:
+    async def health(
+        self, service: str = "", *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> HealthStatus:
         """Asks `grpc.health.v1` about a service ("" is the whole server)."""
-        try:
-            response = await self._health.Check(
-                health_pb2.HealthCheckRequest(service=service),
-                timeout=self._deadline(timeout_s),
-                metadata=self.options.metadata(),
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return HealthStatus(service, serving_status_from_proto(response.status))
+        return await self._send(self._core.health(service, timeout_s, request_id))
 
     async def close(self) -> None:
         """Closes the channel; calls in flight are cancelled."""
@@ -325,40 +362,57 @@ class AsyncClient:
         await self.close()
 
 
-class _AsyncStreamAudio:
-    """A stream's wire format and its chunks, delivered asynchronously."""
+class _AsyncFirstChunk:
+    """A stream's audio for the asyncio client: its format, known now or from its first chunk."""
 
-    def __init__(self, fmt: pb.AudioFormat, chunks: AsyncIterator[AudioChunk]) -> None:
-        self.format = fmt
-        self.chunks = chunks
+    def __init__(
+        self,
+        items: AsyncIterable[bytes] | AsyncIterable[AudioArray] | None,
+        *,
+        sample_rate_hz: int | None = None,
+        encoding: str | None = None,
+        channels: int = 1,
+    ) -> None:
+        self._items = items
+        self._rate, self._encoding, self._channels = sample_rate_hz, encoding, channels
+        self._ready: tuple[pb.AudioFormat, AsyncIterator[AudioChunk]] | None = None
+
+    @classmethod
+    def of_sync(cls, fmt: pb.AudioFormat, chunks: Any) -> _AsyncFirstChunk:
+        """Audio whose format is known and whose chunks are read on the loop."""
+        audio = cls(None)
+        audio._ready = (fmt, _aiter_sync(chunks))
+        return audio
+
+    async def open(self) -> tuple[pb.AudioFormat, AsyncIterator[AudioChunk]]:
+        """The format and the chunks; reads the first chunk of async input.
+
+        Raises:
+            InvalidInputError: the async iterator yields nothing, or a first chunk
+                that does not fit the declared format.
+        """
+        if self._ready is not None:
+            return self._ready
+        assert self._items is not None
+        iterator: AsyncIterator[bytes | AudioArray] = aiter(self._items)
+        try:
+            first: bytes | AudioArray = await anext(iterator)
+        except StopAsyncIteration:
+            raise InvalidInputError("the audio iterator yielded nothing") from None
+        fmt = format_of_first_chunk(
+            first, sample_rate_hz=self._rate, encoding=self._encoding, channels=self._channels
+        )
+        rate = bytes_per_second(fmt)
+
+        async def chunks() -> AsyncIterator[AudioChunk]:
+            yield chunk_of(first, rate)
+            async for item in iterator:
+                yield chunk_of(item, rate)
+
+        return fmt, chunks()
 
 
-async def _aiter_sync(audio: StreamAudio) -> AsyncIterator[AudioChunk]:
+async def _aiter_sync(chunks: Any) -> AsyncIterator[AudioChunk]:
     # Files are read in small chunks, so reading them on the loop is cheap.
-    for chunk in audio.chunks:
+    for chunk in chunks:
         yield chunk
-
-
-async def _async_stream_audio(
-    items: AsyncIterable[bytes] | AsyncIterable[AudioArray],
-    *,
-    sample_rate_hz: int | None,
-    encoding: str | None,
-    channels: int,
-) -> _AsyncStreamAudio:
-    iterator: AsyncIterator[bytes | AudioArray] = aiter(items)
-    try:
-        first: bytes | AudioArray = await anext(iterator)
-    except StopAsyncIteration:
-        raise InvalidInputError("the audio iterator yielded nothing") from None
-    fmt = format_of_first_chunk(
-        first, sample_rate_hz=sample_rate_hz, encoding=encoding, channels=channels
-    )
-    rate = bytes_per_second(fmt)
-
-    async def chunks() -> AsyncIterator[AudioChunk]:
-        yield chunk_of(first, rate)
-        async for item in iterator:
-            yield chunk_of(item, rate)
-
-    return _AsyncStreamAudio(fmt, chunks())

@@ -153,11 +153,27 @@ def array_to_pcm(samples: AudioArray) -> tuple[pb.AudioEncoding, int, bytes]:
     raise InvalidInputError(f"audio samples must be int16 or float, got {array.dtype}")
 
 
+def check_channels(channels: int | None) -> None:
+    """Refuses a channel count that is not a positive whole number."""
+    if channels is not None and (not isinstance(channels, int) or channels < 1):
+        raise InvalidInputError(f"channels must be a positive integer, got {channels!r}")
+
+
+def _array_channels(samples: AudioArray, channels: int | None) -> None:
+    # An array's shape says its channels; a different `channels` is a mistake, not a hint.
+    found = 1 if np.ndim(samples) == 1 else int(np.shape(samples)[1])
+    if channels is not None and np.ndim(samples) in (1, 2) and channels != found:
+        raise InvalidInputError(
+            f"channels={channels}, but the array has {found} (shape (frames, channels))"
+        )
+
+
 def clip_audio(
     audio: AudioInput,
     *,
     sample_rate_hz: int | None = None,
     encoding: str | None = None,
+    channels: int | None = None,
 ) -> WireAudio:
     """Prepares a whole clip for Classify.
 
@@ -166,18 +182,22 @@ def clip_audio(
         sample_rate_hz: Needed for numpy arrays and raw PCM bytes.
         encoding: Needed for raw PCM bytes (`pcm_s16le`, `pcm_f32le`); containers
             are recognised by libsndfile (see `detect_container`).
+        channels: Channels of raw PCM bytes (interleaved), 1 when not given;
+            containers carry their own, and arrays have theirs in their shape.
 
     Returns:
         The format and bytes to send.
     """
+    check_channels(channels)
     if isinstance(audio, np.ndarray):
         if not sample_rate_hz:
             raise InvalidInputError("a numpy array needs sample_rate_hz")
-        pcm_encoding, channels, data = array_to_pcm(audio)
-        return WireAudio(pcm_format(pcm_encoding, sample_rate_hz, channels), data)
+        _array_channels(audio, channels)
+        pcm_encoding, array_channels, data = array_to_pcm(audio)
+        return WireAudio(pcm_format(pcm_encoding, sample_rate_hz, array_channels), data)
     data = audio if isinstance(audio, bytes) else _read_file(audio)
     chosen = encoding_from_name(encoding) if encoding is not None else detect_container(data)
-    return WireAudio(pcm_format(chosen, sample_rate_hz), data)
+    return WireAudio(pcm_format(chosen, sample_rate_hz, channels or 1), data)
 
 
 def _frames_per_chunk(sample_rate_hz: int, chunk_ms: int) -> int:
@@ -324,9 +344,11 @@ def stream_audio(
     """
     if isinstance(source, str | os.PathLike):
         return _file_stream(source, chunk_ms)
+    check_channels(channels)
     if isinstance(source, np.ndarray):
         if not sample_rate_hz:
             raise InvalidInputError("a numpy array needs sample_rate_hz")
+        _array_channels(source, channels if channels != 1 else None)
         pcm_encoding, array_channels, _ = array_to_pcm(source[:0])
         fmt = pcm_format(pcm_encoding, sample_rate_hz, array_channels)
         return StreamAudio(fmt, _array_chunks(source, sample_rate_hz, chunk_ms))

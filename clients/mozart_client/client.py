@@ -1,34 +1,28 @@
-"""The blocking SDK client."""
+"""The blocking SDK client: sends what `_calls` prepares and waits for the answers."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
-from mozart_client.audio import AudioInput, StreamInput, clip_audio, stream_audio
+from mozart_client._calls import CallCore, UnaryCall, clip_from_stream
+from mozart_client._resample import ChunkResampler, check_resamplable, resampled
+from mozart_client.audio import AudioInput, StreamAudio, StreamInput, stream_audio
 from mozart_client.connection import (
+    DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_TARGET,
     ConnectionOptions,
     RetryPolicy,
     TlsConfig,
+    new_request_id,
     open_channel,
 )
-from mozart_client.conversion import (
-    classify_result_from_proto,
-    load_model_request,
-    model_info_from_proto,
-    model_status_from_proto,
-    model_statuses_from_proto,
-    serving_status_from_proto,
-    stream_result_from_proto,
-    unload_model_request,
-)
-from mozart_client.errors import InvalidInputError, from_rpc_error
+from mozart_client.errors import from_rpc_error
 from mozart_client.results import (
     ClassifyResult,
     HealthStatus,
@@ -37,20 +31,19 @@ from mozart_client.results import (
     RolloutStatus,
     StreamResult,
 )
-from mozart_client.rollout import (
-    get_rollout_request,
-    rollout_status_from_proto,
-    set_rollout_request,
-)
-from mozart_client.streaming import Pacer, SendLog, config_request
+from mozart_client.streaming import Pacer, SendLog, StreamOptions, StreamReceiver, stream_options
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 
-_UNSET: float = -1.0
+R = TypeVar("R")
 
 
 class Client:
     """A connection to a Mozart server, for blocking code.
+
+    Every call sends metadata `x-request-id` (the `request_id` given, else a new
+    uuid4 in hex); the server logs the call under it, and errors carry it as
+    `MozartError.request_id`.
 
     Example:
         >>> with Client("localhost:8001") as client:
@@ -64,8 +57,9 @@ class Client:
         *,
         tls: TlsConfig | None = None,
         token: str | None = None,
-        timeout_s: float = 10.0,
+        timeout_s: float | None = 10.0,
         retry: RetryPolicy | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         """Opens a channel (lazily; nothing is sent until the first call).
 
@@ -73,34 +67,40 @@ class Client:
             target: `host:port` of the server.
             tls: TLS settings; None for plaintext.
             token: Bearer token for servers that require one.
-            timeout_s: Default deadline of unary calls, in seconds.
+            timeout_s: Default deadline of unary calls, in seconds; None for none.
             retry: Retry policy of idempotent unary calls (default: 5 attempts,
                 exponential backoff from 0.1 s, on UNAVAILABLE only).
+            max_message_bytes: Largest message this client sends or receives
+                (64 MiB); for longer clips see `classify_large`.
         """
         self.options = ConnectionOptions(
-            target=target, tls=tls, token=token, timeout_s=timeout_s, retry=retry or RetryPolicy()
+            target=target,
+            tls=tls,
+            token=token,
+            timeout_s=timeout_s,
+            retry=retry or RetryPolicy(),
+            max_message_bytes=max_message_bytes,
         )
-        self._default_model: str | None = None
+        self._core = CallCore(self.options)
         self._channel = open_channel(self.options)
         # The generated stubs work over both sync and asyncio channels.
         self._classifier = pb_grpc.AudioClassifierStub(self._channel)  # type: ignore[no-untyped-call]
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._stubs: dict[str, Any] = {
+            "classifier": self._classifier,
+            "health": health_pb2_grpc.HealthStub(self._channel),
+        }
+
+    def _send(self, call: UnaryCall[R]) -> R:
+        """Sends one prepared unary call: the only place unary errors are converted."""
+        method = getattr(self._stubs[call.service], call.method)
+        try:
+            response = method(call.request, timeout=call.timeout_s, metadata=call.metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error, call.request_id) from None
+        return call.parse(response)
 
     def _model_name(self, model: str) -> str:
-        """The model to use: the one asked for, else the server's only model."""
-        if model:
-            return model
-        if self._default_model is None:
-            names = [info.name for info in self.models()]
-            if len(names) != 1:
-                raise InvalidInputError(
-                    f"the server serves {len(names)} models ({', '.join(names)}); name one"
-                )
-            self._default_model = names[0]
-        return self._default_model
-
-    def _deadline(self, timeout_s: float | None) -> float | None:
-        return self.options.timeout_s if timeout_s == _UNSET else timeout_s
+        return self._core.known_model(model) or self._core.only_model(self.models())
 
     def classify(
         self,
@@ -110,11 +110,14 @@ class Client:
         version: str = "",
         sample_rate_hz: int | None = None,
         encoding: str | None = None,
+        channels: int | None = None,
         hop_ms: int = 0,
         top_k: int = 0,
-        timeout_s: float | None = _UNSET,
+        include_embedding: bool = False,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
     ) -> ClassifyResult:
-        """Classifies a whole clip.
+        """Classifies a whole clip (one message: see `classify_large` for longer ones).
 
         Args:
             audio: A file path, encoded bytes (WAV, FLAC, Ogg, MP3, AIFF or raw PCM),
@@ -123,33 +126,40 @@ class Client:
             version: Model version; empty means the newest serving one.
             sample_rate_hz: Rate of numpy arrays and raw PCM bytes.
             encoding: `pcm_s16le` or `pcm_f32le` for raw PCM bytes.
+            channels: Channels of raw PCM bytes, interleaved (1 when not given).
             hop_ms: Distance between window starts; 0 takes the model default.
             top_k: Labels per result; 0 takes the server default.
-            timeout_s: Deadline in seconds; defaults to `options.timeout_s`,
-                None waits forever.
+            include_embedding: Also return each window's embedding (`WindowResult.embedding`).
+            timeout_s: Deadline in seconds; None takes `options.timeout_s`, math.inf
+                waits forever.
+            request_id: The call's `x-request-id`; None makes one up.
 
         Returns:
             Per-window results and the clip summary.
 
         Raises:
             MozartError: A subclass for each gRPC status, or InvalidInputError
-                for input that could not be read.
+                for input that could not be read (nothing is sent then).
         """
-        wire = clip_audio(audio, sample_rate_hz=sample_rate_hz, encoding=encoding)
-        request = pb.ClassifyRequest(
-            model=pb.ModelRef(name=self._model_name(model), version=version),
-            format=wire.format,
-            audio=wire.data,
+        wire = self._core.classify_audio(
+            audio,
+            sample_rate_hz=sample_rate_hz,
+            encoding=encoding,
+            channels=channels,
             hop_ms=hop_ms,
             top_k=top_k,
         )
-        try:
-            response = self._classifier.Classify(
-                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return classify_result_from_proto(response)
+        call = self._core.classify(
+            wire,
+            model=self._model_name(model),
+            version=version,
+            hop_ms=hop_ms,
+            top_k=top_k,
+            include_embedding=include_embedding,
+            timeout_s=timeout_s,
+            request_id=request_id,
+        )
+        return self._send(call)
 
     def stream(
         self,
@@ -165,12 +175,16 @@ class Client:
         encoding: str | None = None,
         channels: int = 1,
         chunk_ms: int = 100,
+        include_embedding: bool = False,
+        resample_on_client: bool = False,
         timeout_s: float | None = None,
+        request_id: str | None = None,
     ) -> Iterator[StreamResult]:
         """Streams audio and yields results as the server sends them.
 
-        The input is checked before anything is sent, so a bad file raises here;
-        server errors raise while iterating. Leaving the loop early cancels the
+        The input and the options are checked when this is called, before anything
+        is sent, so a bad file raises here; anything the server says (the model
+        lookup included) raises while iterating. Leaving the loop early cancels the
         stream on the server.
 
         Args:
@@ -183,16 +197,36 @@ class Client:
             hop_ms: Distance between window starts; 0 takes the model default.
             top_k: Labels per result; 0 takes the server default.
             smoothing: EMA weight of the past in [0, 1); 0 disables smoothing.
+                Results carry both `top_k` (raw) and `smoothed_top_k`.
             sample_rate_hz: Rate of numpy input and raw PCM byte chunks.
             encoding: `pcm_s16le`, `pcm_f32le` or `wav`, for byte chunks.
-            channels: Channels of raw PCM byte chunks.
+            channels: Channels of raw PCM byte chunks (interleaved).
             chunk_ms: Audio per message for files and arrays.
+            include_embedding: Also return each window's embedding.
+            resample_on_client: Resample to the model's rate here (soxr, the
+                `resample` extra), so the server does not; the audio goes as mono
+                32-bit float at the model's rate. Not for WAV byte chunks.
             timeout_s: Deadline of the whole stream; None (the default) for none.
+            request_id: The stream's `x-request-id`; None makes one up.
 
         Returns:
             An iterator of WindowResult (interim, with client-side latency),
-            StreamNotice (in-band problems) and, last, one Summary.
+            StreamNotice (in-band problems) and, last, one Summary; window and
+            summary carry the model's `labels`.
         """
+        options = stream_options(
+            self.options,
+            model=model,
+            version=version,
+            hop_ms=hop_ms,
+            top_k=top_k,
+            smoothing=smoothing,
+            include_embedding=include_embedding,
+            realtime=realtime,
+            resample_on_client=resample_on_client,
+            timeout_s=timeout_s,
+            request_id=request_id,
+        )
         audio = stream_audio(
             source,
             sample_rate_hz=sample_rate_hz,
@@ -200,70 +234,132 @@ class Client:
             channels=channels,
             chunk_ms=chunk_ms,
         )
-        config = config_request(
-            audio.format,
-            model=self._model_name(model),
-            version=version,
-            hop_ms=hop_ms,
-            top_k=top_k,
-            smoothing=smoothing,
-        )
+        if resample_on_client:
+            check_resamplable(audio.format)
+        return self._stream(audio, options)
+
+    def _stream(self, audio: StreamAudio, options: StreamOptions) -> Iterator[StreamResult]:
+        """The stream itself, from the first iteration: model lookup, config, audio, results."""
+        model = self._model_name(options.model)
+        fmt, chunks = audio.format, audio.chunks
+        if options.resample_on_client:
+            rate = self.model(model, options.version).sample_rate_hz
+            resampler = ChunkResampler(fmt, rate)
+            fmt, chunks = resampler.format, resampled(chunks, resampler)
+        config = options.config(fmt, model)
         send_log = SendLog()
 
         def requests() -> Iterator[pb.StreamClassifyRequest]:
             yield config
-            pacer = Pacer(realtime)
-            for chunk in audio.chunks:
+            pacer = Pacer(options.realtime)
+            for chunk in chunks:
                 time.sleep(pacer.delay_s(chunk.duration_s))
                 send_log.record(chunk.duration_s, time.monotonic())
                 yield pb.StreamClassifyRequest(audio=chunk.data)
 
         call = self._classifier.StreamClassify(
-            requests(), timeout=timeout_s, metadata=self.options.metadata()
+            requests(), timeout=options.timeout_s, metadata=options.metadata
         )
-        return _stream_results(call, send_log)
+        receiver = StreamReceiver(send_log)
+        try:
+            for response in call:
+                result = receiver.result(response)
+                if result is not None:
+                    yield result
+        except grpc.RpcError as error:
+            raise from_rpc_error(error, options.request_id) from None
+        finally:
+            # Cancelling a finished call is a no-op; an abandoned one stops the server's work.
+            call.cancel()
 
-    def models(self, *, timeout_s: float | None = _UNSET) -> list[ModelInfo]:
+    def classify_large(
+        self,
+        source: StreamInput,
+        *,
+        model: str = "",
+        version: str = "",
+        hop_ms: int = 0,
+        top_k: int = 0,
+        sample_rate_hz: int | None = None,
+        encoding: str | None = None,
+        channels: int = 1,
+        chunk_ms: int = 500,
+        include_embedding: bool = False,
+        resample_on_client: bool = False,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+    ) -> ClassifyResult:
+        """Classifies a clip too big for one message, through StreamClassify.
+
+        The clip goes in chunks over one stream with `hop_ms` as its hop and no
+        smoothing, and the answer has Classify's shape: the same windows and
+        summary that `classify()` returns for a clip that fits in a message.
+
+        Args:
+            source: A file path, a numpy array, or an iterable of chunks (as `stream`).
+            chunk_ms: Audio per message (0.5 s: under the server's 1 MiB
+                max_chunk_bytes up to 192 kHz stereo float).
+            timeout_s: Deadline of the whole clip; None (the default) for none.
+            Others: as in `stream`.
+
+        Raises:
+            MozartError: as `classify`; ResourceExhaustedError when the server
+                dropped a window because its queue was full.
+        """
+        options_id = new_request_id(request_id)
+        results = list(
+            self.stream(
+                source,
+                model=model,
+                version=version,
+                hop_ms=hop_ms,
+                top_k=top_k,
+                sample_rate_hz=sample_rate_hz,
+                encoding=encoding,
+                channels=channels,
+                chunk_ms=chunk_ms,
+                include_embedding=include_embedding,
+                resample_on_client=resample_on_client,
+                timeout_s=timeout_s,
+                request_id=options_id,
+            )
+        )
+        return clip_from_stream(results, model, version, options_id)
+
+    def models(
+        self, *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> list[ModelInfo]:
         """Lists the models the server has loaded."""
-        try:
-            response = self._classifier.ListModels(
-                pb.ListModelsRequest(),
-                timeout=self._deadline(timeout_s),
-                metadata=self.options.metadata(),
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return [model_info_from_proto(info) for info in response.models]
+        return self._send(self._core.models(timeout_s, request_id))
 
-    def model(self, name: str, version: str = "", *, timeout_s: float | None = _UNSET) -> ModelInfo:
+    def model(
+        self,
+        name: str,
+        version: str = "",
+        *,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
+    ) -> ModelInfo:
         """Describes one model; raises NotFoundError when it is not loaded."""
-        request = pb.GetModelRequest(model=pb.ModelRef(name=name, version=version))
-        try:
-            info = self._classifier.GetModel(
-                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return model_info_from_proto(info)
+        return self._send(self._core.model(name, version, timeout_s, request_id))
 
-    def model_status(self, *, timeout_s: float | None = _UNSET) -> list[ModelStatus]:
+    def model_status(
+        self, *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> list[ModelStatus]:
         """Lists every model of the server's repository with the state of each version.
 
         Unlike `models()`, this includes versions that are loading, unloading or
         failed to load, with the reason.
         """
-        try:
-            response = self._classifier.ListModelStatus(
-                pb.ListModelStatusRequest(),
-                timeout=self._deadline(timeout_s),
-                metadata=self.options.metadata(),
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return model_statuses_from_proto(response)
+        return self._send(self._core.model_status(timeout_s, request_id))
 
     def load_model(
-        self, name: str, *, reload: bool = False, timeout_s: float | None = _UNSET
+        self,
+        name: str,
+        *,
+        reload: bool = False,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
     ) -> ModelStatus:
         """Loads a model from the server's repository, or brings a loaded one up to date.
 
@@ -275,8 +371,9 @@ class Client:
             name: The model's name in the repository.
             reload: Load every selected version again, even those serving and
                 unchanged on disk (the new copies swap in once warmed up).
-            timeout_s: Deadline in seconds; defaults to `options.timeout_s`,
-                None waits forever. Large models may need longer to load.
+            timeout_s: Deadline in seconds; None takes `options.timeout_s`,
+                math.inf waits forever. Large models may need longer to load.
+            request_id: The call's `x-request-id`; None makes one up.
 
         Returns:
             The model's status after the load.
@@ -287,23 +384,19 @@ class Client:
             NotFoundError: The repository has no such model.
             InvalidInputError: `name` is empty (nothing is sent).
         """
-        request = load_model_request(name, reload)
-        try:
-            status = self._classifier.LoadModel(
-                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return model_status_from_proto(status)
+        return self._send(self._core.load_model(name, reload, timeout_s, request_id))
 
-    def unload_model(self, name: str, *, timeout_s: float | None = _UNSET) -> ModelStatus:
+    def unload_model(
+        self, name: str, *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> ModelStatus:
         """Unloads every version of a model; calls in flight on it finish.
 
         Needs a server started with `--model-control-mode explicit`.
 
         Args:
             name: The model's name.
-            timeout_s: Deadline in seconds; defaults to `options.timeout_s`.
+            timeout_s: Deadline in seconds; None takes `options.timeout_s`.
+            request_id: The call's `x-request-id`; None makes one up.
 
         Returns:
             The model's status after the unload.
@@ -313,37 +406,26 @@ class Client:
             NotFoundError: The model is not loaded.
             InvalidInputError: `name` is empty (nothing is sent).
         """
-        request = unload_model_request(name)
-        try:
-            status = self._classifier.UnloadModel(
-                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return model_status_from_proto(status)
+        return self._send(self._core.unload_model(name, timeout_s, request_id))
 
-    def rollout_status(self, name: str, *, timeout_s: float | None = _UNSET) -> RolloutStatus:
+    def rollout_status(
+        self, name: str, *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> RolloutStatus:
         """A model's rollout: weights in force, state, last event and per-version figures.
 
         Raises:
             NotFoundError: The server knows no such model.
             InvalidInputError: `name` is empty (nothing is sent).
         """
-        request = get_rollout_request(name)
-        try:
-            status = self._classifier.GetRollout(
-                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return rollout_status_from_proto(status)
+        return self._send(self._core.rollout_status(name, timeout_s, request_id))
 
     def set_rollout(
         self,
         name: str,
         weights: Mapping[str, int] | None,
         *,
-        timeout_s: float | None = _UNSET,
+        timeout_s: float | None = None,
+        request_id: str | None = None,
         **policy: Any,
     ) -> RolloutStatus:
         """Sets a model's rollout (`weights=None` clears it); the server loads its versions.
@@ -353,6 +435,7 @@ class Client:
             weights: Percent of unversioned calls by version, summing to 100,
                 e.g. `{"3": 90, "4": 10}`; None removes the rollout.
             timeout_s: Deadline in seconds; loading a version may take a while.
+            request_id: The call's `x-request-id`; None makes one up.
             **policy: `shadow`, `max_error_ratio`, `max_p99_latency_ratio`,
                 `min_agreement`, `min_samples`, `window_size`, `auto_promote`,
                 `promote_after_s` (docs/server.md, "Rollout").
@@ -362,26 +445,13 @@ class Client:
                 summing to 100 (INVALID_ARGUMENT), or an empty name.
             NotFoundError: The repository has no such model.
         """
-        request = set_rollout_request(name, weights, **policy)
-        try:
-            status = self._classifier.SetRollout(
-                request, timeout=self._deadline(timeout_s), metadata=self.options.metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return rollout_status_from_proto(status)
+        return self._send(self._core.set_rollout(name, weights, policy, timeout_s, request_id))
 
-    def health(self, service: str = "", *, timeout_s: float | None = _UNSET) -> HealthStatus:
+    def health(
+        self, service: str = "", *, timeout_s: float | None = None, request_id: str | None = None
+    ) -> HealthStatus:
         """Asks `grpc.health.v1` about a service ("" is the whole server)."""
-        try:
-            response = self._health.Check(
-                health_pb2.HealthCheckRequest(service=service),
-                timeout=self._deadline(timeout_s),
-                metadata=self.options.metadata(),
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return HealthStatus(service, serving_status_from_proto(response.status))
+        return self._send(self._core.health(service, timeout_s, request_id))
 
     def close(self) -> None:
         """Closes the channel; calls in flight are cancelled."""
@@ -397,21 +467,3 @@ class Client:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _stream_results(
-    call: grpc.CallIterator[pb.StreamClassifyResponse], send_log: SendLog
-) -> Iterator[StreamResult]:
-    try:
-        for response in call:
-            latency = None
-            if response.HasField("window"):
-                latency = send_log.latency_ms(response.window.end_ms, time.monotonic())
-            result = stream_result_from_proto(response, latency)
-            if result is not None:
-                yield result
-    except grpc.RpcError as error:
-        raise from_rpc_error(error) from None
-    finally:
-        # Cancelling a finished call is a no-op; an abandoned one stops the server's work.
-        call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves cancel() untyped

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from mozart_client.errors import InvalidInputError
+from mozart_client.errors import REQUEST_ID_METADATA, InvalidInputError
 
 DEFAULT_TARGET = "localhost:8001"
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 AUDIO_CLASSIFIER = "mozart.v1.AudioClassifier"
 HEALTH = "grpc.health.v1.Health"
 
@@ -103,17 +105,26 @@ class ConnectionOptions:
         target: `host:port` of the server.
         tls: TLS settings; None for a plaintext channel.
         token: Bearer token sent as `authorization: Bearer <token>` metadata.
-        timeout_s: Default deadline of unary calls, in seconds.
+        timeout_s: Default deadline of unary calls, in seconds; None for none.
         retry: Retry policy of idempotent unary calls.
-        max_message_bytes: Largest message sent or received (whole clips).
+        max_message_bytes: Largest message sent or received (whole clips); the
+            server has its own limit (`max_message_bytes`, 64 MiB by default).
     """
 
     target: str = DEFAULT_TARGET
     tls: TlsConfig | None = None
     token: str | None = None
-    timeout_s: float = 10.0
+    timeout_s: float | None = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    max_message_bytes: int = 64 * 1024 * 1024
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise InvalidInputError(f"timeout_s must be positive or None, got {self.timeout_s}")
+        if self.max_message_bytes <= 0:
+            raise InvalidInputError(
+                f"max_message_bytes must be positive, got {self.max_message_bytes}"
+            )
 
     def channel_options(self) -> list[tuple[str, Any]]:
         """The gRPC channel arguments: retry policy, message limits, TLS name."""
@@ -127,11 +138,27 @@ class ConnectionOptions:
             options.append(("grpc.ssl_target_name_override", self.tls.server_name))
         return options
 
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        """Call metadata: the bearer token, when there is one."""
+    def deadline_s(self, timeout_s: float | None) -> float | None:
+        """A unary call's deadline: `timeout_s`, else the default; math.inf for none."""
+        chosen = self.timeout_s if timeout_s is None else timeout_s
+        if chosen is not None and not chosen > 0:
+            raise InvalidInputError(f"timeout_s must be positive, got {chosen}")
+        return None if chosen is None or chosen == float("inf") else chosen
+
+    def metadata(self, request_id: str) -> tuple[tuple[str, str], ...]:
+        """Call metadata: the request id, and the bearer token when there is one."""
         if not self.token:
-            return ()
-        return (("authorization", f"Bearer {self.token}"),)
+            return ((REQUEST_ID_METADATA, request_id),)
+        return ((REQUEST_ID_METADATA, request_id), ("authorization", f"Bearer {self.token}"))
+
+
+def new_request_id(request_id: str | None = None) -> str:
+    """The id a call is sent under: the caller's, or a new uuid4 in hex."""
+    if request_id is None:
+        return uuid.uuid4().hex
+    if not request_id or not request_id.isascii() or not request_id.isprintable():
+        raise InvalidInputError(f"request_id must be printable ASCII, got {request_id!r}")
+    return request_id
 
 
 def open_channel(options: ConnectionOptions) -> grpc.Channel:

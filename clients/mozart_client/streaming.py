@@ -1,33 +1,19 @@
-"""Pieces shared by the sync and asyncio streams: the config message, pacing, latency."""
+"""Pieces shared by the sync and asyncio streams: settings, the config message, pacing,
+latency and the reading of responses."""
 
 from __future__ import annotations
 
 import threading
 import time
 from bisect import bisect_left
+from dataclasses import dataclass
 
+from mozart_client._calls import check_window_options
+from mozart_client.connection import ConnectionOptions, new_request_id
+from mozart_client.conversion import stream_result_from_proto
+from mozart_client.errors import InvalidInputError
+from mozart_client.results import StreamResult
 from mozart_proto.v1 import audio_classifier_pb2 as pb
-
-
-def config_request(
-    fmt: pb.AudioFormat,
-    *,
-    model: str,
-    version: str,
-    hop_ms: int,
-    top_k: int,
-    smoothing: float,
-) -> pb.StreamClassifyRequest:
-    """The first message of a stream: configuration only."""
-    return pb.StreamClassifyRequest(
-        config=pb.StreamConfig(
-            model=pb.ModelRef(name=model, version=version),
-            format=fmt,
-            hop_ms=hop_ms,
-            top_k=top_k,
-            smoothing=smoothing,
-        )
-    )
 
 
 class SendLog:
@@ -81,3 +67,90 @@ class Pacer:
         if not self._realtime:
             return 0.0
         return max(0.0, self._started_at + self._audio_s - now)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """A stream's settings, checked when `stream()` is called.
+
+    Attributes:
+        model: The model asked for ("" for the server's only one).
+        timeout_s: The whole stream's deadline; None for none.
+        metadata: Request id, and the bearer token when there is one.
+    """
+
+    model: str
+    version: str
+    hop_ms: int
+    top_k: int
+    smoothing: float
+    include_embedding: bool
+    realtime: bool
+    resample_on_client: bool
+    timeout_s: float | None
+    request_id: str
+    metadata: tuple[tuple[str, str], ...]
+
+    def config(self, fmt: pb.AudioFormat, model: str) -> pb.StreamClassifyRequest:
+        """The first message of the stream, once the model's name is known."""
+        return pb.StreamClassifyRequest(
+            config=pb.StreamConfig(
+                model=pb.ModelRef(name=model, version=self.version),
+                format=fmt,
+                hop_ms=self.hop_ms,
+                top_k=self.top_k,
+                smoothing=self.smoothing,
+                include_embedding=self.include_embedding,
+            )
+        )
+
+
+def stream_options(
+    connection: ConnectionOptions,
+    *,
+    model: str,
+    version: str,
+    hop_ms: int,
+    top_k: int,
+    smoothing: float,
+    include_embedding: bool,
+    realtime: bool,
+    resample_on_client: bool,
+    timeout_s: float | None,
+    request_id: str | None,
+) -> StreamOptions:
+    """Checks a stream's settings; InvalidInputError for what no server would take."""
+    check_window_options(hop_ms, top_k, smoothing)
+    if timeout_s is not None and not timeout_s > 0:
+        raise InvalidInputError(f"timeout_s must be positive or None, got {timeout_s}")
+    chosen_id = new_request_id(request_id)
+    return StreamOptions(
+        model=model,
+        version=version,
+        hop_ms=hop_ms,
+        top_k=top_k,
+        smoothing=smoothing,
+        include_embedding=include_embedding,
+        realtime=realtime,
+        resample_on_client=resample_on_client,
+        timeout_s=None if timeout_s == float("inf") else timeout_s,
+        request_id=chosen_id,
+        metadata=connection.metadata(chosen_id),
+    )
+
+
+class StreamReceiver:
+    """Reads a stream's responses: the labels of its first result, latency, typed results."""
+
+    def __init__(self, send_log: SendLog) -> None:
+        self._send_log = send_log
+        self._labels: tuple[str, ...] = ()
+
+    def result(self, response: pb.StreamClassifyResponse) -> StreamResult | None:
+        """The typed result of one response (None for an empty one)."""
+        if response.labels:
+            self._labels = tuple(response.labels)
+        latency = None
+        if response.HasField("window"):
+            latency = self._send_log.latency_ms(response.window.end_ms, time.monotonic())
+        return stream_result_from_proto(response, latency, self._labels)
