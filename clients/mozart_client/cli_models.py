@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from mozart_client import cli_output, cli_rollout
+from mozart_client.cli_console import Terminal, line
 from mozart_client.client import Client
 from mozart_client.errors import NotFoundError
 
@@ -88,19 +89,23 @@ def usage_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def run(args: argparse.Namespace, client: Client) -> None:
-    """Runs one `mozart models` action and prints its result as a table or JSON.
+def run(args: argparse.Namespace, client: Client, terminal: Terminal | None = None) -> None:
+    """Runs one `mozart models` action and prints its result as a table or JSON lines.
 
     Raises:
         MozartError: The call failed; `status NAME` raises NotFoundError when
             the repository has no such model.
     """
+    terminal = terminal or Terminal()
     if args.action == "rollout":
         cli_rollout.run(args, client)
         return
     if args.action == "list":
         models = client.models()
-        print(cli_output.to_json(models) if args.json else cli_output.models_table(models))
+        if args.json:
+            line(cli_output.json_lines(models))
+        else:
+            terminal.table(cli_output.models_columns(models))
         return
     if args.action == "status":
         statuses = client.model_status()
@@ -108,13 +113,22 @@ def run(args: argparse.Namespace, client: Client) -> None:
             statuses = [status for status in statuses if status.name == args.name]
             if not statuses:
                 raise NotFoundError(f"the server's repository has no model {args.name!r}")
-        print(
-            cli_output.to_json(statuses) if args.json else cli_output.model_status_table(statuses)
-        )
+        if args.json:
+            line(cli_output.json_lines(statuses))
+        else:
+            terminal.table(cli_output.model_status_columns(statuses))
         return
+    _run_control(args, client, terminal)
+
+
+def _run_control(args: argparse.Namespace, client: Client, terminal: Terminal) -> None:
+    """`load`, `reload` or `unload NAME`, then the model's status."""
     if args.action == "unload":
         status = client.unload_model(args.name)
     else:
         status = client.load_model(args.name, reload=args.action == "reload")
-    # One model, so one JSON object (`status` prints an array of them).
-    print(cli_output.to_json(status) if args.json else cli_output.model_status_table([status]))
+    # One model, so one JSON line.
+    if args.json:
+        line(cli_output.to_json(status))
+    else:
+        terminal.table(cli_output.model_status_columns([status]))

@@ -1,12 +1,17 @@
-"""How the `mozart` client commands print results: readable tables or JSON."""
+"""What the `mozart` client commands print: the columns of each table, rows, JSON lines.
+
+`cli_console` decides how a table looks (rich on a terminal, plain through a pipe).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from collections.abc import Sequence
-from typing import Any, TextIO
+from dataclasses import dataclass
+from typing import Any
 
+from mozart_client.cli_console import Columns, plain_text
 from mozart_client.results import (
     ClassifyResult,
     HealthStatus,
@@ -33,16 +38,14 @@ def to_json(value: Any) -> str:
     return json.dumps(value, default=default)
 
 
+def json_lines(values: Sequence[Any]) -> str:
+    """One JSON line per value, in order (what `--json` prints for a list of things)."""
+    return "\n".join(to_json(value) for value in values)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Formats rows under headers, each column as wide as its widest cell."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = [headers, *rows]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
+    """Rows under headers as plain aligned columns (see `cli_console.plain_text`)."""
+    return plain_text(Columns(headers, rows))
 
 
 def _top(scores: Sequence[LabelScore], count: int = 3) -> str:
@@ -53,35 +56,87 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:.1f}"
 
 
-def classify_table(results: Sequence[tuple[str, ClassifyResult]], show_windows: bool) -> str:
-    """One row per file; with `show_windows`, every window of every file too."""
-    rows = [
-        [
-            path,
-            f"{r.model_name}:{r.model_version}",
-            r.summary.label,
-            f"{r.summary.top_k[0].score:.3f}" if r.summary.top_k else "",
-            str(r.summary.window_count),
-            _seconds(r.summary.audio_duration_ms),
-            _top(r.summary.top_k[1:], 2),
+def plural(count: int, noun: str) -> str:
+    """`1 window`, `2 windows`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class ClassifyRow:
+    """One input of `classify` in the table: its result or its failure's status name."""
+
+    name: str
+    result: ClassifyResult | None = None
+    status: str = ""
+
+
+def classify_columns(rows: Sequence[ClassifyRow], show_windows: bool) -> list[Columns]:
+    """One row per input, in input order; with `show_windows`, a table of every window too.
+
+    A failed input's row shows `error: STATUS` as its label (the message goes to stderr).
+    """
+    cells = []
+    for row in rows:
+        r = row.result
+        if r is None:
+            cells.append([row.name, "-", f"error: {row.status}", "", "", "", ""])
+            continue
+        cells.append(
+            [
+                row.name,
+                f"{r.model_name}:{r.model_version}",
+                r.summary.label,
+                f"{r.summary.top_k[0].score:.3f}" if r.summary.top_k else "",
+                str(r.summary.window_count),
+                _seconds(r.summary.audio_duration_ms),
+                _top(r.summary.top_k[1:], 2),
+            ]
+        )
+    headers = ["FILE", "MODEL", "LABEL", "SCORE", "WINDOWS", "AUDIO_S", "RUNNERS-UP"]
+    tables = [Columns(headers, cells, wrap=frozenset({"FILE", "RUNNERS-UP"}))]
+    if show_windows:
+        window_rows = [
+            [row.name, str(w.index), f"{_seconds(w.start_ms)}-{_seconds(w.end_ms)}", _top(w.top_k)]
+            for row in rows
+            if row.result is not None
+            for w in row.result.windows
         ]
-        for path, r in results
-    ]
-    text = table(["FILE", "MODEL", "LABEL", "SCORE", "WINDOWS", "AUDIO_S", "RUNNERS-UP"], rows)
-    if not show_windows:
-        return text
-    window_rows = [
-        [path, str(w.index), f"{_seconds(w.start_ms)}-{_seconds(w.end_ms)}", _top(w.top_k)]
-        for path, r in results
-        for w in r.windows
-    ]
-    return text + "\n\n" + table(["FILE", "WINDOW", "TIME_S", "TOP LABELS"], window_rows)
+        headers = ["FILE", "WINDOW", "TIME_S", "TOP LABELS"]
+        tables.append(Columns(headers, window_rows, wrap=frozenset({"FILE", "TOP LABELS"})))
+    return tables
 
 
-STREAM_HEADER = (
-    f"{'WINDOW':>6}  {'TIME_S':>11}  {'LABEL':<16} {'SCORE':>5}  {'LATENCY_MS':>10}  "
-    "QUEUE+COMPUTE_MS"
-)
+def classify_table(results: Sequence[tuple[str, ClassifyResult]], show_windows: bool) -> str:
+    """One row per file (and with `show_windows` every window) as plain text."""
+    rows = [ClassifyRow(path, result) for path, result in results]
+    return "\n\n".join(plain_text(t) for t in classify_columns(rows, show_windows))
+
+
+def stream_header(smoothing: float) -> str:
+    """The header of `mozart stream`'s rows; with smoothing on, the label column says so."""
+    label = "SMOOTHED" if smoothing > 0 else "LABEL"
+    return (
+        f"{'WINDOW':>6}  {'TIME_S':>11}  {label:<16} {'SCORE':>5}  {'LATENCY_MS':>10}  "
+        "QUEUE+COMPUTE_MS"
+    )
+
+
+def smoothed_top_k(result: WindowResult) -> tuple[LabelScore, ...]:
+    """The window's best labels by smoothed score, as many as its raw top-k.
+
+    The server's own smoothed top-k when it sent one; from a server older than that
+    field, `smoothed_scores` ranked here (ties in label order).
+    """
+    if result.smoothed_top_k:
+        return result.smoothed_top_k
+    count = len(result.top_k) or 1
+    best = sorted(range(len(result.smoothed_scores)), key=lambda i: -result.smoothed_scores[i])
+    return tuple(
+        LabelScore(
+            result.labels[i] if i < len(result.labels) else str(i), result.smoothed_scores[i]
+        )
+        for i in best[:count]
+    )
 
 
 def stream_json(result: StreamResult) -> str:
@@ -89,20 +144,28 @@ def stream_json(result: StreamResult) -> str:
     return to_json({"type": type(result).__name__, **dataclasses.asdict(result)})
 
 
-def stream_row(result: StreamResult) -> str:
-    """One line per stream event, aligned under STREAM_HEADER."""
+def stream_row(result: StreamResult, top_k: Sequence[LabelScore] | None = None) -> str:
+    """One line per stream event, aligned under `stream_header`.
+
+    Args:
+        result: The event.
+        top_k: The labels to show for a window (its smoothed top-k when smoothing
+            is on); None shows its raw top-k.
+    """
     if isinstance(result, WindowResult):
-        score = result.top_k[0].score if result.top_k else 0.0
+        shown = result.top_k if top_k is None else top_k
+        label = shown[0].label if shown else ""
+        score = shown[0].score if shown else 0.0
         latency = "" if result.latency_ms is None else f"{result.latency_ms:.1f}"
         server_ms = (result.queue_time_us + result.compute_time_us) / 1000
         span = f"{_seconds(result.start_ms)}-{_seconds(result.end_ms)}"
         return (
-            f"{result.index:>6}  {span:>11}  {result.label:<16} {score:>5.2f}  "
+            f"{result.index:>6}  {span:>11}  {label:<16} {score:>5.2f}  "
             f"{latency:>10}  {server_ms:.1f}"
         )
     if isinstance(result, Summary):
         return (
-            f"summary: {result.label or '-'} over {result.window_count} windows, "
+            f"summary: {result.label or '-'} over {plural(result.window_count, 'window')}, "
             f"{_seconds(result.audio_duration_ms)} s of audio ({_top(result.top_k)})"
         )
     return notice_row(result)
@@ -113,8 +176,8 @@ def notice_row(notice: StreamNotice) -> str:
     return f"notice {notice.code}: {notice.message}"
 
 
-def models_table(models: Sequence[ModelInfo]) -> str:
-    """One row per loaded model."""
+def models_columns(models: Sequence[ModelInfo]) -> Columns:
+    """One row per loaded model, with every label (wrapped on a narrow terminal)."""
     rows = [
         [
             m.name,
@@ -123,14 +186,20 @@ def models_table(models: Sequence[ModelInfo]) -> str:
             str(m.sample_rate_hz),
             str(m.window_ms),
             str(m.default_hop_ms),
-            f"{len(m.labels)}: {', '.join(m.labels[:4])}{', ...' if len(m.labels) > 4 else ''}",
+            f"{len(m.labels)}: {', '.join(m.labels)}",
         ]
         for m in models
     ]
-    return table(["NAME", "VERSIONS", "TASK", "RATE_HZ", "WINDOW_MS", "HOP_MS", "LABELS"], rows)
+    headers = ["NAME", "VERSIONS", "TASK", "RATE_HZ", "WINDOW_MS", "HOP_MS", "LABELS"]
+    return Columns(headers, rows, wrap=frozenset({"LABELS"}))
 
 
 def model_status_table(statuses: Sequence[ModelStatus]) -> str:
+    """`model_status_columns` as plain text."""
+    return plain_text(model_status_columns(statuses))
+
+
+def model_status_columns(statuses: Sequence[ModelStatus]) -> Columns:
     """One row per model version: model, version, state and why it is not serving.
 
     A model with no version the server knows of gets one row with "-" for both.
@@ -143,7 +212,7 @@ def model_status_table(statuses: Sequence[ModelStatus]) -> str:
             rows.append(
                 [status.name, version.version, version.state.value, _one_line(version.reason)]
             )
-    return table(["MODEL", "VERSION", "STATE", "REASON"], rows)
+    return Columns(["MODEL", "VERSION", "STATE", "REASON"], rows, wrap=frozenset({"REASON"}))
 
 
 def _one_line(text: str) -> str:
@@ -151,13 +220,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def health_table(statuses: Sequence[HealthStatus]) -> str:
-    """One row per service."""
+def health_columns(statuses: Sequence[HealthStatus]) -> Columns:
+    """One row per service, in the order asked."""
     rows = [[s.service or "(server)", s.status.value] for s in statuses]
-    return table(["SERVICE", "STATUS"], rows)
-
-
-def print_line(text: str, stream: TextIO) -> None:
-    """Prints and flushes, so rows appear live even through a pipe."""
-    stream.write(text + "\n")
-    stream.flush()
+    return Columns(["SERVICE", "STATUS"], rows)

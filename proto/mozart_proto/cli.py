@@ -5,19 +5,48 @@ Each distribution (server, client, trainer, ...) advertises an entry point in th
 subparsers object and adds its own subcommands, each setting ``handler`` to a
 function that takes the parsed namespace and returns an exit code. Only what is
 installed shows up: the server image has ``mozart serve`` but no ``mozart train``.
+``mozart --version`` names each installed distribution's version without loading any.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 
 COMMAND_GROUP = "mozart.commands"
+DISTRIBUTION = "mozart-proto"
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def versions() -> str:
+    """One line per installed Mozart distribution with commands, and this one: name version."""
+    names = {DISTRIBUTION}
+    for entry_point in entry_points(group=COMMAND_GROUP):
+        if entry_point.dist is not None:
+            names.add(entry_point.dist.name)
+    lines = []
+    for name in sorted(names):
+        try:
+            lines.append(f"{name} {version(name)}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            lines.append(f"{name} (not installed)")
+    return "\n".join(lines)
+
+
+def quiet_grpc_logs(argv: Sequence[str]) -> None:
+    """Keeps gRPC's C core from printing its own log lines (TLS handshake failures, ...).
+
+    gRPC reads GRPC_VERBOSITY once, when `grpc` is first imported, so this runs
+    before any command is loaded. A GRPC_VERBOSITY the user set, or `--verbose`
+    (an option of the client commands), leaves gRPC's logging as it is.
+    """
+    if "--verbose" not in argv:
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mozart",
         description="Mozart: real-time music audio classification.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=versions(), help="print the installed versions"
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for entry_point in sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name):
@@ -42,8 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the `mozart` command and returns its exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["--version"]:
+        print(versions())  # without loading the commands (the trainer's import torch)
+        return 0
+    quiet_grpc_logs(arguments)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
