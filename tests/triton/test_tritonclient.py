@@ -25,6 +25,7 @@ from tests.support.server import InProcessServer
 
 WINDOW = 8_000  # the tiny test model: 0.5 s at 16 kHz
 LABELS = 4
+LABEL_NAMES = ["baroque", "classical", "jazz", "romantic"]  # tests/support/models.py
 SESSION = Path(__file__).with_name("tritonclient_session.py")
 
 
@@ -69,6 +70,7 @@ def test_model_metadata_describes_the_tensors(session) -> None:
     ]
     assert [(o["name"], o["datatype"], o["shape"]) for o in metadata["outputs"]] == [
         ("probabilities", "FP32", ["-1", str(LABELS)]),
+        ("logits", "FP32", ["-1", str(LABELS)]),
         ("embedding", "FP32", ["-1", "8"]),
     ]
 
@@ -84,12 +86,17 @@ def test_model_config_follows_triton(session, server: InProcessServer) -> None:
         {"name": "tiny_cpu", "count": instances, "kind": "KIND_CPU"}
     ]
     assert config["parameters"] == {
-        "precision": {"string_value": "fp32"}, "artifact": {"string_value": "model.onnx"}
+        "precision": {"string_value": "fp32"}, "artifact": {"string_value": "model.onnx"},
+        "labels": {"string_value": json.dumps(LABEL_NAMES)},
     }  # fmt: skip
     assert config["input"] == [
         {"name": "waveform", "data_type": "TYPE_FP32", "dims": [str(WINDOW)]}
     ]
-    assert [o["name"] for o in config["output"]] == ["probabilities", "embedding"]
+    # Triton's label_filename on the outputs that have one value per label: the labels
+    # are the `labels` of the version's model.json (and the "labels" parameter above).
+    assert [(o["name"], o.get("label_filename")) for o in config["output"]] == [
+        ("probabilities", "model.json"), ("logits", "model.json"), ("embedding", None)
+    ]  # fmt: skip
     assert config["max_batch_size"] == server.server.settings.batching.max_batch_size
     batching = config["dynamic_batching"]
     assert [int(b) for b in batching["preferred_batch_size"]] == list(
@@ -132,20 +139,93 @@ def test_a_batch_answers_each_row_as_if_sent_alone(session) -> None:
 def test_request_id_version_and_default_outputs(session) -> None:
     assert session["infer"]["id"] == "req-42"
     assert session["infer"]["model_version"] == "1"
-    assert session["infer_all_outputs"] == ["embedding", "probabilities"]
+    assert session["infer_all_outputs"] == ["embedding", "logits", "probabilities"]
 
 
-def test_statistics_count_the_windows_inferred(session, windows: np.ndarray) -> None:
-    def stats(report: dict[str, Any]) -> dict[str, Any]:
-        entry: dict[str, Any] = report["model_stats"][0]
-        return entry
+def _top(scores: np.ndarray, count: int, labels: list[str] | None) -> list[list[str]]:
+    """Triton's classification strings, written out independently of the server."""
+    rows = []
+    for row in scores.astype(np.float32):
+        best = sorted(range(len(row)), key=lambda i: (-row[i], i))[:count]
+        rows.append([
+            "%f:%d" % (row[i], i) + (f":{labels[i]}" if labels else "")  # noqa: UP031 (C's %f)
+            for i in best
+        ])  # fmt: skip
+    return rows
 
-    before, after = stats(session["statistics_before"]), stats(session["statistics_after"])
-    inferred = int(after.get("inference_count", 0)) - int(before.get("inference_count", 0))
-    # One batch of 4, then 4 alone, then 1 with the default outputs.
-    assert inferred == 2 * len(windows) + 1
-    assert int(after["execution_count"]) > int(before.get("execution_count", 0))
-    assert int(after["inference_stats"]["success"]["count"]) >= len(windows) + 2
+
+def test_class_count_returns_the_top_classes_as_triton_strings(session) -> None:
+    result = session["classification"]
+    assert result["outputs"] == [
+        {"name": "probabilities", "datatype": "BYTES", "shape": [4, 2]},
+        {"name": "logits", "datatype": "FP32", "shape": [4, LABELS]},
+    ]
+    probabilities = np.array(result["probabilities"])
+    assert result["top_probabilities"] == _top(probabilities, 2, LABEL_NAMES)
+    assert session["classes_alone"] == result["top_probabilities"]
+    assert result["top_probabilities"][0][0].count(":") == 2  # "0.651154:3:romantic"
+    logits = np.array(result["logits"])
+    assert result["top_logits"] == _top(logits, 2, LABEL_NAMES)
+
+
+def test_class_count_beyond_the_classes_returns_them_all(session) -> None:
+    wide = session["classification"]["wide_probabilities"]
+    assert len(wide) == 1
+    assert len(wide[0]) == LABELS
+    assert sorted(int(item.split(":")[1]) for item in wide[0]) == list(range(LABELS))
+
+
+def test_an_output_without_labels_classifies_without_them(session) -> None:
+    embedding = np.array(session["classification"]["embedding"])
+    assert session["classification"]["embedding_classes"] == _top(embedding, 3, None)
+
+
+def test_logits_are_a_v2_output_consistent_with_the_probabilities(session) -> None:
+    logits = np.array(session["classification"]["logits"])
+    probabilities = np.array(session["classification"]["probabilities"])
+    assert logits.shape == probabilities.shape == (4, LABELS)
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(softmax, probabilities, rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_over_max_batch_size_is_refused_before_any_work(session) -> None:
+    limit = int(session["model_config"]["config"]["max_batch_size"])
+    refusal = session["over_max_batch_size"]
+    assert refusal["status"] == "StatusCode.INVALID_ARGUMENT"
+    assert f"batch-size must be <= {limit}" in refusal["message"]
+    assert f"has {limit + 1} rows" in refusal["message"]
+    assert session["at_max_batch_size"] == [limit, LABELS]
+    before, after = (report["model_stats"][0] for report in session["statistics_around_refusal"])
+    # Only the accepted batch of `limit` rows reached the engine.
+    assert int(after["inference_count"]) - int(before["inference_count"]) == limit
+    assert int(after["inference_stats"]["fail"]["count"]) == (
+        int(before["inference_stats"]["fail"].get("count", 0)) + 1
+    )
+
+
+def test_batch_stats_account_for_every_engine_batch(session) -> None:
+    for report in (session["statistics_after"], session["statistics_around_refusal"][1]):
+        stats = report["model_stats"][0]
+        batches = stats["batch_stats"]
+        sizes = [int(entry["batch_size"]) for entry in batches]
+        assert sizes == sorted(set(sizes))
+        assert all(1 <= size <= int(session["model_config"]["config"]["max_batch_size"])
+                   for size in sizes)  # fmt: skip
+        counts = [int(entry["compute_infer"]["count"]) for entry in batches]
+        assert sum(counts) == int(stats["execution_count"])
+        assert sum(size * count for size, count in zip(sizes, counts, strict=True)) == int(
+            stats["inference_count"]
+        )
+        total_ns = sum(int(entry["compute_infer"]["ns"]) for entry in batches)
+        assert total_ns == pytest.approx(
+            int(stats["inference_stats"]["compute_infer"]["ns"]), abs=len(batches)
+        )
+        assert all(int(entry["compute_infer"]["ns"]) > 0 for entry in batches)
+    # The accepted call of max_batch_size rows ran as one batch of that size.
+    stats = session["statistics_around_refusal"][1]["model_stats"][0]
+    limit = int(session["model_config"]["config"]["max_batch_size"])
+    assert limit in [int(entry["batch_size"]) for entry in stats["batch_stats"]]
 
 
 @pytest.mark.parametrize(
@@ -156,6 +236,8 @@ def test_statistics_count_the_windows_inferred(session, windows: np.ndarray) -> 
         ("no_batch_axis", "StatusCode.INVALID_ARGUMENT", "shape [batch, 8000]"),
         ("fp64", "StatusCode.INVALID_ARGUMENT", "must be FP32"),
         ("unknown_output", "StatusCode.INVALID_ARGUMENT", "unknown outputs"),
+        ("negative_class_count", "StatusCode.INVALID_ARGUMENT", "'classification' must be >= 0"),
+        ("output_twice", "StatusCode.INVALID_ARGUMENT", "requested more than once"),
     ],
 )
 def test_errors_get_the_native_statuses_and_say_what_was_wrong(

@@ -46,7 +46,7 @@ def test_typed_contents_give_the_same_answer_as_raw_bytes(stub) -> None:
     windows = np.stack([music_clip(0.5, seed=s) for s in range(2)])
     raw = stub.ModelInfer(_request(windows), timeout=30)
     typed = stub.ModelInfer(_request(windows, raw=False), timeout=30)
-    assert len(typed.raw_output_contents) == len(typed.outputs) == 2
+    assert len(typed.raw_output_contents) == len(typed.outputs) == 3  # every output
     np.testing.assert_array_equal(_probabilities(raw), _probabilities(typed))
 
 
@@ -109,3 +109,80 @@ def test_v2_calls_need_the_bearer_token_when_the_server_has_one(model_repository
             _request(np.zeros((1, WINDOW), np.float32)), timeout=30, metadata=metadata
         )
         assert _probabilities(response).shape == (1, 4)
+
+
+def _classify(request: v2.ModelInferRequest, name: str, **parameter) -> v2.ModelInferRequest:
+    request.outputs.add(name=name).parameters["classification"].CopyFrom(
+        v2.InferParameter(**parameter)
+    )
+    return request
+
+
+def _bytes_elements(raw: bytes) -> list[bytes]:
+    """BYTES contents: each element a uint32 little-endian length, then its bytes."""
+    elements, offset = [], 0
+    while offset < len(raw):
+        length = int.from_bytes(raw[offset : offset + 4], "little")
+        elements.append(raw[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+    return elements
+
+
+def test_classification_is_a_length_prefixed_bytes_tensor(stub) -> None:
+    windows = np.stack([music_clip(0.5, seed=s) for s in range(2)])
+    scores = _probabilities(stub.ModelInfer(_request(windows), timeout=30))
+    response = stub.ModelInfer(
+        _classify(_request(windows), "probabilities", int64_param=1), timeout=30
+    )
+    (output,) = response.outputs
+    assert (output.datatype, list(output.shape)) == ("BYTES", [2, 1])
+    elements = _bytes_elements(response.raw_output_contents[0])
+    labels = ["baroque", "classical", "jazz", "romantic"]
+    assert elements == [
+        f"{row.max():f}:{row.argmax()}:{labels[row.argmax()]}".encode() for row in scores
+    ]
+
+
+def test_class_count_zero_returns_the_scores(stub) -> None:
+    windows = np.stack([music_clip(0.5, seed=4)])
+    response = stub.ModelInfer(_classify(_request(windows), "logits", int64_param=0), timeout=30)
+    assert (response.outputs[0].datatype, list(response.outputs[0].shape)) == ("FP32", [1, 4])
+
+
+@pytest.mark.parametrize(
+    ("parameter", "words"),
+    [({"double_param": 2.0}, "must be an int64_param"), ({}, "must be an int64_param")],
+)
+def test_a_classification_parameter_that_is_not_an_int64_is_refused(stub, parameter, words) -> None:
+    request = _classify(_request(np.zeros((1, WINDOW), np.float32)), "probabilities", **parameter)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(request, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert words in str(caught.value.details())
+
+
+def test_a_stream_reports_an_oversized_batch_in_band_and_goes_on(stub) -> None:
+    config = stub.ModelConfig(v2.ModelConfigRequest(name="tiny"), timeout=10).config
+    too_many = np.zeros((config.max_batch_size + 1, WINDOW), np.float32)
+    requests = [_request(too_many, id="big"), _request(too_many[:1], id="small")]
+    responses = list(stub.ModelStreamInfer(iter(requests), timeout=30))
+    assert f"batch-size must be <= {config.max_batch_size}" in responses[0].error_message
+    assert responses[1].infer_response.id == "small"
+
+
+def test_batch_stats_count_each_batch_size(model_repository: Path) -> None:
+    with (
+        running_server(model_repository) as fresh,
+        grpc.insecure_channel(fresh.address) as channel,
+    ):
+        stub = v2_grpc.GRPCInferenceServiceStub(channel)
+        for rows in (3, 5, 3):  # one after another: each runs as its own batch
+            stub.ModelInfer(_request(np.zeros((rows, WINDOW), np.float32)), timeout=30)
+        (stats,) = stub.ModelStatistics(
+            v2.ModelStatisticsRequest(name="tiny"), timeout=10
+        ).model_stats
+    assert [(b.batch_size, b.compute_infer.count) for b in stats.batch_stats] == [(3, 2), (5, 1)]
+    assert all(b.compute_infer.ns > 0 for b in stats.batch_stats)
+    assert sum(b.compute_infer.ns for b in stats.batch_stats) == pytest.approx(
+        stats.inference_stats.compute_infer.ns, abs=2
+    )

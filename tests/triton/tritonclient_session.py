@@ -22,11 +22,41 @@ from tritonclient.utils import InferenceServerException
 MODEL = "tiny"
 
 
-def _infer(client: Any, waveforms: np.ndarray, outputs: tuple[str, ...], **kwargs: Any) -> Any:
+def _infer(
+    client: Any, waveforms: np.ndarray, outputs: tuple[str | tuple[str, int], ...], **kwargs: Any
+) -> Any:
+    """Infers `outputs`: a name, or (name, class_count) for Triton's classification extension."""
     tensor = triton.InferInput("waveform", list(waveforms.shape), "FP32")
     tensor.set_data_from_numpy(waveforms.astype(np.float32))
-    requested = [triton.InferRequestedOutput(name) for name in outputs]
+    requested = [
+        triton.InferRequestedOutput(*((output,) if isinstance(output, str) else output))
+        for output in outputs
+    ]
     return client.infer(MODEL, [tensor], outputs=requested, client_timeout=30, **kwargs)
+
+
+def _strings(result: Any, name: str) -> list[list[str]]:
+    return [[item.decode() for item in row] for row in result.as_numpy(name)]
+
+
+def _classification(client: Any, windows: np.ndarray) -> dict[str, Any]:
+    """The classification extension, and the scores it was computed from."""
+    top_probabilities = _infer(client, windows, (("probabilities", 2), "logits"))
+    top_logits = _infer(client, windows, ("probabilities", ("logits", 2)))
+    wide = _infer(client, windows[:1], (("probabilities", 99), ("embedding", 3)))
+    return {
+        "outputs": [
+            {"name": o.name, "datatype": o.datatype, "shape": [int(d) for d in o.shape]}
+            for o in top_probabilities.get_response().outputs
+        ],
+        "probabilities": top_logits.as_numpy("probabilities").tolist(),
+        "logits": top_probabilities.as_numpy("logits").tolist(),
+        "top_probabilities": _strings(top_probabilities, "probabilities"),
+        "top_logits": _strings(top_logits, "logits"),
+        "wide_probabilities": _strings(wide, "probabilities"),
+        "embedding_classes": _strings(wide, "embedding"),
+        "embedding": _infer(client, windows[:1], ("embedding",)).as_numpy("embedding").tolist(),
+    }
 
 
 def _error(call: Any) -> dict[str, str]:
@@ -78,6 +108,22 @@ def run_session(address: str, windows: np.ndarray) -> dict[str, Any]:
         report["statistics_before"] = before
         report["statistics_after"] = after
 
+        report["classification"] = _classification(client, windows)
+        report["classes_alone"] = _strings(
+            _infer(client, windows, (("probabilities", 2),)), "probabilities"
+        )
+        limit = int(report["model_config"]["config"]["max_batch_size"])
+        before_refusal = client.get_inference_statistics(MODEL, as_json=True)
+        too_many = np.zeros((limit + 1, windows.shape[1]), np.float32)
+        report["over_max_batch_size"] = _error(lambda: _infer(client, too_many, ()))
+        report["at_max_batch_size"] = list(
+            _infer(client, too_many[:limit], ("probabilities",)).as_numpy("probabilities").shape
+        )
+        report["statistics_around_refusal"] = [
+            before_refusal,
+            client.get_inference_statistics(MODEL, as_json=True),
+        ]
+
         window = windows.shape[1]
         cases = {
             "unknown_model": _bad_tensor("no-such-model", [1, window], "FP32", np.float32),
@@ -85,6 +131,8 @@ def run_session(address: str, windows: np.ndarray) -> dict[str, Any]:
             "no_batch_axis": _bad_tensor(MODEL, [window], "FP32", np.float32),
             "fp64": _bad_tensor(MODEL, [1, window], "FP64", np.float64),
             "unknown_output": lambda c: _infer(c, windows[:1], ("logits_of_doom",)),
+            "negative_class_count": lambda c: _infer(c, windows[:1], (("probabilities", -1),)),
+            "output_twice": lambda c: _infer(c, windows[:1], ("logits", ("logits", 2))),
         }
         report["errors"] = {name: _error(lambda f=f: f(client)) for name, f in cases.items()}
         report["ready_after_errors"] = client.is_server_ready()

@@ -60,6 +60,14 @@ class BatchObserver(Protocol):
 
 
 @dataclass
+class BatchSizeStatistics:
+    """Engine batches of one size: how many ran, and their compute time."""
+
+    batches: int = 0
+    compute_s: float = 0.0
+
+
+@dataclass
 class BatcherStatistics:
     """Counters of one batcher since it started (Triton's ModelStatistics terms)."""
 
@@ -69,6 +77,8 @@ class BatcherStatistics:
     queue_s: float = 0.0
     compute_s: float = 0.0
     observe_s: float = 0.0  # the observer's time, in the worker threads (not in compute_s)
+    #: batch_stats: batch size (rows) -> the batches of that size
+    by_batch_size: dict[int, BatchSizeStatistics] = field(default_factory=dict)
 
 
 @dataclass
@@ -399,6 +409,11 @@ class DynamicBatcher:
         statistics.batches += 1
         statistics.windows += int(waveforms.shape[0])
         statistics.compute_s += compute_s
+        same_size = statistics.by_batch_size.setdefault(
+            int(waveforms.shape[0]), BatchSizeStatistics()
+        )
+        same_size.batches += 1
+        same_size.compute_s += compute_s
         statistics.observe_s += observe_s
         queue_histogram = self._metrics.queue_duration.labels(**self._labels)
         offset = 0

@@ -6,22 +6,32 @@ raises InvalidArgumentError for tensors that do not fit the model.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from mozart_proto.inference import grpc_service_pb2 as v2
 from mozart_proto.inference import model_config_pb2 as v2_config
+from mozart_server.api.v2 import classification
 from mozart_server.audio.decode import checked_floats
 from mozart_server.engines import EngineOutputs
 from mozart_server.errors import InvalidArgumentError, NotFoundError
 from mozart_server.models.control import ModelStatus, VersionState
+from mozart_server.models.manifest import MANIFEST_FILE
 from mozart_server.models.registry import ServingVersion
 from mozart_server.settings import FloatSamples, RepositorySettings, VersionPolicy
 from mozart_server.tensors import FloatArray
 
 INPUT_NAME = "waveform"
-OUTPUT_NAMES = ("probabilities", "embedding")
+OUTPUT_NAMES = ("probabilities", "logits", "embedding")
+#: Outputs with one value per label; ModelConfig names their label file, as Triton does,
+#: and their classification strings carry the labels.
+LABELLED_OUTPUTS = frozenset({"probabilities", "logits"})
+#: Where a version's labels are: the `labels` list of its model.json (Triton's
+#: label_filename names a file in the model's directory, one label per line).
+LABEL_FILENAME = MANIFEST_FILE
 # Triton's platform and backend names of each engine kind.
 PLATFORMS = {
     "onnxruntime": ("onnxruntime_onnx", "onnxruntime"),
@@ -97,7 +107,10 @@ def model_config(model: ServingVersion, settings: RepositorySettings) -> v2.Mode
         ],
         output=[
             v2_config.ModelOutput(
-                name=name, data_type=v2_config.TYPE_FP32, dims=[_output_width(model, name)]
+                name=name,
+                data_type=v2_config.TYPE_FP32,
+                dims=[_output_width(model, name)],
+                label_filename=LABEL_FILENAME if name in LABELLED_OUTPUTS else "",
             )
             for name in OUTPUT_NAMES
         ],
@@ -115,6 +128,8 @@ def model_config(model: ServingVersion, settings: RepositorySettings) -> v2.Mode
         parameters={
             "precision": v2_config.ModelParameter(string_value=engine.artifact.precision),
             "artifact": v2_config.ModelParameter(string_value=engine.artifact.file),
+            # The label file's contents, which the protocol has no call to read.
+            "labels": v2_config.ModelParameter(string_value=json.dumps(model.manifest.labels)),
         },
         dynamic_batching=v2_config.ModelDynamicBatching(
             preferred_batch_size=list(batching.preferred_batch_sizes),
@@ -154,6 +169,13 @@ def waveforms_from_request(
             f"input {INPUT_NAME!r} must have shape [batch, {window}] with batch >= 1, "
             f"got {list(shape)}"
         )
+    limit = model.batcher.config.max_batch_size
+    if shape[0] > limit:
+        raise InvalidArgumentError(
+            f"inference request batch-size must be <= {limit} for {model.name!r} "
+            f"(max_batch_size in its ModelConfig); input {INPUT_NAME!r} has {shape[0]} rows, "
+            "send them in several requests"
+        )
     count = shape[0] * shape[1]
     if request.raw_input_contents:
         if len(request.raw_input_contents) != 1 or tensor.HasField("contents"):
@@ -180,31 +202,70 @@ def waveforms_from_request(
     return checked_floats(waveforms, float_samples, f"input {INPUT_NAME!r}")
 
 
-def requested_outputs(request: v2.ModelInferRequest) -> tuple[str, ...]:
-    """Names of the outputs to return; all of them when the request names none."""
-    names = tuple(output.name for output in request.outputs) or OUTPUT_NAMES
-    unknown = [name for name in names if name not in OUTPUT_NAMES]
+@dataclass(frozen=True)
+class RequestedOutput:
+    """One output to return: its scores, or (class_count > 0) its top classes as strings."""
+
+    name: str
+    class_count: int = 0
+
+
+def requested_outputs(request: v2.ModelInferRequest) -> tuple[RequestedOutput, ...]:
+    """The outputs to return; all of them, as scores, when the request names none.
+
+    Raises:
+        InvalidArgumentError: an unknown output, or a malformed `classification` parameter.
+    """
+    if not request.outputs:
+        return tuple(RequestedOutput(name) for name in OUTPUT_NAMES)
+    unknown = [output.name for output in request.outputs if output.name not in OUTPUT_NAMES]
     if unknown:
         raise InvalidArgumentError(
             f"unknown outputs {unknown}; this model has {list(OUTPUT_NAMES)}"
         )
-    return names
+    names = [output.name for output in request.outputs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InvalidArgumentError(f"outputs {twice} are requested more than once")
+    requested = []
+    for output in request.outputs:
+        count = 0
+        if classification.PARAMETER in output.parameters:
+            parameter = output.parameters[classification.PARAMETER]
+            count = classification.class_count(
+                output.name, parameter.WhichOneof("parameter_choice"), parameter.int64_param
+            )
+        requested.append(RequestedOutput(output.name, count))
+    return tuple(requested)
 
 
 def infer_response(
     request: v2.ModelInferRequest,
     model: ServingVersion,
     outputs: EngineOutputs,
-    names: Iterable[str],
+    requested: Iterable[RequestedOutput],
 ) -> v2.ModelInferResponse:
     """Builds the response, always with raw_output_contents (all tritonclient reads)."""
-    arrays = {"probabilities": outputs.probabilities, "embedding": outputs.embedding}
+    arrays = {
+        "probabilities": outputs.probabilities,
+        "logits": outputs.logits,
+        "embedding": outputs.embedding,
+    }
     response = v2.ModelInferResponse(
         model_name=model.name, model_version=model.version, id=request.id
     )
-    for name in names:
-        array = np.ascontiguousarray(arrays[name], dtype=_FLOAT32_LE)
-        response.outputs.add(name=name, datatype=FP32, shape=list(array.shape))
+    for output in requested:
+        array = np.ascontiguousarray(arrays[output.name], dtype=_FLOAT32_LE)
+        if output.class_count:
+            count = min(output.class_count, int(array.shape[1]))
+            labels = model.manifest.labels if output.name in LABELLED_OUTPUTS else None
+            strings = classification.top_classes(array, count, labels)
+            response.outputs.add(
+                name=output.name, datatype=classification.BYTES, shape=[array.shape[0], count]
+            )
+            response.raw_output_contents.append(classification.serialized(strings))
+            continue
+        response.outputs.add(name=output.name, datatype=FP32, shape=list(array.shape))
         response.raw_output_contents.append(array.tobytes())
     return response
 

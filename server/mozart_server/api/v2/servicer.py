@@ -30,7 +30,13 @@ if TYPE_CHECKING:
 INFERENCE_SERVICE_NAME = v2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 SERVER_NAME = "mozart"
 # Optional protocol extensions that Mozart implements (Triton's names).
-EXTENSIONS = ("model_configuration", "model_repository", "statistics", "binary_tensor_data")
+EXTENSIONS = (
+    "classification",
+    "model_configuration",
+    "model_repository",
+    "statistics",
+    "binary_tensor_data",
+)
 
 
 def _server_version() -> str:
@@ -173,11 +179,11 @@ class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
     async def _infer(
         self, request: v2.ModelInferRequest, context: Context
     ) -> v2.ModelInferResponse:
-        names = conversion.requested_outputs(request)
+        requested = conversion.requested_outputs(request)
         model, outputs = await self._clips.infer(
             request.model_name,
             request.model_version,
             lambda model: conversion.waveforms_from_request(request, model, self._float_samples),
             deadline_of(context),
         )
-        return conversion.infer_response(request, model, outputs, names)
+        return conversion.infer_response(request, model, outputs, requested)

@@ -25,7 +25,10 @@ def model_statistics(models: Sequence[ServingVersion]) -> v2.ModelStatisticsResp
     `inference_count` counts windows (a request of batch N counts N),
     `execution_count` counts engine batches. `success` and `fail` count the calls
     and streams that used the version, with their whole duration; `queue` is per
-    submission to the batcher, `compute_infer` per batch.
+    submission to the batcher, `compute_infer` per batch. `batch_stats` has one entry
+    per batch size the engine ran (rows, ascending), with those batches' count and
+    compute time in `compute_infer`; the engine call includes copying the input in and
+    the outputs out, so `compute_input` and `compute_output` stay empty.
     """
     response = v2.ModelStatisticsResponse()
     for model in models:
@@ -43,5 +46,11 @@ def model_statistics(models: Sequence[ServingVersion]) -> v2.ModelStatisticsResp
                 queue=_duration(batcher.queued, batcher.queue_s),
                 compute_infer=_duration(batcher.batches, batcher.compute_s),
             ),
+            batch_stats=[
+                v2.InferBatchStatistics(
+                    batch_size=size, compute_infer=_duration(same.batches, same.compute_s)
+                )
+                for size, same in sorted(batcher.by_batch_size.items())
+            ],
         )
     return response
