@@ -32,7 +32,7 @@ def message_to_json(message: Message, *, defaults: bool = True) -> dict[str, Any
     fields = message.DESCRIPTOR.fields if defaults else [f for f, _ in message.ListFields()]
     for field in fields:
         value = getattr(message, field.name)
-        is_repeated = field.label == _TYPE.LABEL_REPEATED
+        is_repeated = field.is_repeated
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             value_field = field.message_type.fields_by_name["value"]
             out[field.name] = {key: _value(value_field, item) for key, item in value.items()}
