@@ -151,8 +151,9 @@ def waveforms_from_request(
     infinity are refused, and samples beyond +-8 are refused or every sample is clipped.
 
     Raises:
-        InvalidArgumentError: a missing, extra, mistyped or misshapen input, or samples
-            that are non-finite or (float_samples=reject) out of range.
+        InvalidArgumentError: a missing, extra, mistyped or misshapen input, more rows
+            than the batcher's max_batch_size (checked before the data is read), or
+            samples that are non-finite or (float_samples=reject) out of range.
     """
     window = model.manifest.window_samples
     if len(request.inputs) != 1 or request.inputs[0].name != INPUT_NAME:
