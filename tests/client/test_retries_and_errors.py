@@ -10,6 +10,8 @@ inside gRPC's C core, driven by the service config the SDK sets.
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 import threading
 import time
 from collections import Counter
@@ -51,6 +53,9 @@ class ScriptedPeer:
         self.delay_s = delay_s
         self.attempts: Counter[str] = Counter()
         self.metadata: list[dict[str, str]] = []
+        self.time_remaining: list[float | None] = []
+        self.stream_configs: list[pb.StreamConfig] = []
+        self.stream_audio_bytes = 0
         self._lock = threading.Lock()
 
     def _attempt(self, method: str, context: grpc.ServicerContext) -> None:
@@ -58,13 +63,22 @@ class ScriptedPeer:
             self.attempts[method] += 1
             attempt = self.attempts[method]
             self.metadata.append({k: str(v) for k, v in context.invocation_metadata()})
+            self.time_remaining.append(context.time_remaining())
         time.sleep(self.delay_s)
         if attempt <= self.failures:
             context.abort(self.code, f"scripted failure {attempt}")
 
     def list_models(self, request, context) -> pb.ListModelsResponse:
         self._attempt("ListModels", context)
-        return pb.ListModelsResponse(models=[pb.ModelInfo(name="scripted", versions=["1"])])
+        return pb.ListModelsResponse(models=[self._info()])
+
+    @staticmethod
+    def _info() -> pb.ModelInfo:
+        return pb.ModelInfo(name="scripted", versions=["1"], sample_rate_hz=16_000)
+
+    def get_model(self, request, context) -> pb.ModelInfo:
+        self._attempt("GetModel", context)
+        return self._info()
 
     def classify(self, request, context) -> pb.ClassifyResponse:
         self._attempt("Classify", context)
@@ -72,8 +86,11 @@ class ScriptedPeer:
 
     def stream_classify(self, requests, context) -> Iterator[pb.StreamClassifyResponse]:
         self._attempt("StreamClassify", context)
-        for _ in requests:
-            pass
+        for request in requests:
+            if request.HasField("config"):
+                self.stream_configs.append(request.config)
+            else:
+                self.stream_audio_bytes += len(request.audio)
         yield pb.StreamClassifyResponse(is_final=True, summary=pb.Summary(window_count=0))
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
@@ -85,6 +102,11 @@ class ScriptedPeer:
                     self.list_models,
                     request_deserializer=pb.ListModelsRequest.FromString,
                     response_serializer=pb.ListModelsResponse.SerializeToString,
+                ),
+                "GetModel": unary(
+                    self.get_model,
+                    request_deserializer=pb.GetModelRequest.FromString,
+                    response_serializer=pb.ModelInfo.SerializeToString,
                 ),
                 "Classify": unary(
                     self.classify,
@@ -217,3 +239,81 @@ def test_each_status_becomes_its_sdk_error(serve, code, error_type) -> None:
     assert caught.value.code == code
     assert caught.value.details == "scripted failure 1"
     assert isinstance(from_rpc_error(grpc.RpcError()), ServerError)
+
+
+def test_timeout_none_takes_the_default_and_inf_means_no_deadline(serve) -> None:
+    peer = ScriptedPeer(failures=0, code=grpc.StatusCode.OK)
+    with Client(serve(peer), timeout_s=3) as client:
+        client.models()  # None: the client's default
+        client.models(timeout_s=math.inf)  # no deadline at all
+        client.models(timeout_s=7)
+    with Client(serve(peer), timeout_s=None) as client:
+        client.models()  # a client without a default deadline
+    first, forever, seven, no_default = peer.time_remaining
+    assert first is not None
+    assert 1 < first < 3.5
+    # Without a deadline gRPC's sync server reports about 2**63 ns remaining.
+    assert forever is not None
+    assert forever > 1e9
+    assert no_default is not None
+    assert no_default > 1e9
+    assert seven is not None
+    assert 5 < seven < 7.5
+    with pytest.raises(InvalidInputError, match="timeout_s must be positive"):
+        Client(serve(peer), timeout_s=-1.0)
+
+
+def test_every_call_sends_a_request_id_and_errors_keep_it(serve) -> None:
+    peer = ScriptedPeer(failures=1, code=grpc.StatusCode.INTERNAL)
+    with Client(serve(peer), retry=RetryPolicy(max_attempts=1)) as client:
+        with pytest.raises(ServerError) as caught:
+            client.models(request_id="mine-1")
+        client.models()
+    sent = [metadata["x-request-id"] for metadata in peer.metadata]
+    assert sent[0] == "mine-1"
+    assert re.fullmatch("[0-9a-f]{32}", sent[1])
+    # This peer returns no trailing id: the error names the id the call was sent under.
+    assert caught.value.request_id == "mine-1"
+    with pytest.raises(InvalidInputError, match="printable ASCII"):
+        Client(serve(peer)).models(request_id="bad\nid")
+
+
+def test_async_client_sends_request_ids_the_same_way(serve) -> None:
+    peer = ScriptedPeer(failures=1, code=grpc.StatusCode.INTERNAL)
+
+    async def scenario() -> str:
+        async with AsyncClient(serve(peer), retry=RetryPolicy(max_attempts=1)) as client:
+            try:
+                await client.models(request_id="mine-2")
+            except ServerError as error:
+                return error.request_id
+        return ""
+
+    assert asyncio.run(scenario()) == "mine-2"
+    assert peer.metadata[0]["x-request-id"] == "mine-2"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_resample_on_client_sends_mono_float_at_the_models_rate(serve, kind) -> None:
+    peer = ScriptedPeer(failures=0, code=grpc.StatusCode.OK)
+    rate, seconds = 44_100, 2.0
+    stereo = np.zeros((int(rate * seconds), 2), np.int16)
+    stereo[:, 0] = (np.sin(np.arange(len(stereo)) / 20) * 8000).astype(np.int16)
+    target = serve(peer)
+    if kind == "sync":
+        with Client(target) as client:
+            list(client.stream(stereo, sample_rate_hz=rate, resample_on_client=True))
+    else:
+
+        async def scenario() -> None:
+            async with AsyncClient(target) as client:
+                stream = client.stream(stereo, sample_rate_hz=rate, resample_on_client=True)
+                _ = [result async for result in stream]
+
+        asyncio.run(scenario())
+    (config,) = peer.stream_configs
+    assert config.format == pb.AudioFormat(
+        encoding=pb.AUDIO_ENCODING_PCM_F32LE, sample_rate_hz=16_000, channels=1
+    )
+    assert config.model.name == "scripted"
+    assert peer.stream_audio_bytes == pytest.approx(seconds * 16_000 * 4, rel=1e-3)
