@@ -38,7 +38,7 @@ export class ScoreChart {
   /** Adds one window's scores, placed at the window's end in stream time. */
   add(endMs, scores) {
     this.points.push({ t: endMs / 1000, scores });
-    const oldest = endMs / 1000 - this.spanS - 5;
+    const oldest = endMs / 1000 - this.spanS - 5; // one point past the left edge stays
     while (this.points.length > 2 && this.points[1].t < oldest) this.points.shift();
     this.draw();
   }
@@ -60,9 +60,11 @@ export class ScoreChart {
     const plotW = width - left - right;
     const plotH = height - top - bottom;
     const latest = this.points.length ? this.points[this.points.length - 1].t : 0;
-    const end = Math.max(this.spanS, latest);
-    const start = end - this.spanS;
-    const x = (t) => left + ((t - start) / this.spanS) * plotW;
+    // The time axis grows with the stream from 10 s up to spanS, then scrolls.
+    const span = Math.min(this.spanS, Math.max(10, Math.ceil(latest / 5) * 5));
+    const end = Math.max(span, latest);
+    const start = end - span;
+    const x = (t) => left + ((t - start) / span) * plotW;
     const y = (score) => top + (1 - score) * plotH;
 
     g.font = "11px system-ui, sans-serif";
@@ -80,7 +82,7 @@ export class ScoreChart {
     }
     g.textAlign = "center";
     g.textBaseline = "top";
-    const tick = this.spanS > 40 ? 10 : 5;
+    const tick = span > 40 ? 10 : span > 15 ? 5 : 2;
     for (let t = Math.ceil(start / tick) * tick; t <= end; t += tick) {
       g.beginPath();
       g.moveTo(x(t), top);
