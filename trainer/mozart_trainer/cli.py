@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from mozart_proto.logs import configure_logging
 from mozart_trainer.paths import project_root
 
 DEFAULT_CONFIG = Path("trainer/configs/default.yaml")
@@ -36,24 +36,18 @@ def _config_path(args: argparse.Namespace) -> Path:
     return path if path is not None else project_root() / DEFAULT_CONFIG
 
 
-def _setup_logging() -> None:
-    class JsonFormatter(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            message = record.getMessage()
-            payload: dict[str, Any] = {"level": record.levelname, "logger": record.name}
-            try:
-                parsed = json.loads(message)
-                payload.update(parsed if isinstance(parsed, dict) else {"message": parsed})
-            except ValueError:
-                payload["message"] = message
-            return json.dumps(payload)
+def setup_logging() -> None:
+    """Mozart's log layout on stderr (mozart_proto.logs): the trainer's records from INFO.
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("mozart_trainer")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
+    Other libraries' records (MLflow, Optuna, Alembic) from WARNING. MOZART_LOG_FORMAT or
+    APP_ENV=dev choose the format; a format that is neither json nor text exits with 2.
+    """
+    try:
+        configure_logging("WARNING")
+    except ValueError as error:
+        print(f"mozart: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.getLogger("mozart_trainer").setLevel(logging.INFO)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -61,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
     from mozart_trainer.pipeline import run_training  # noqa: PLC0415
     from mozart_trainer.publish import PublishError  # noqa: PLC0415
 
-    _setup_logging()
+    setup_logging()
     try:
         config = load_config(_config_path(args), args.overrides)
     except (OSError, ValueError) as error:
@@ -102,7 +96,7 @@ def _tune(args: argparse.Namespace) -> int:
     from mozart_trainer.config import load_config  # noqa: PLC0415
     from mozart_trainer.tune import tune  # noqa: PLC0415
 
-    _setup_logging()
+    setup_logging()
     try:
         config = load_config(_config_path(args), args.overrides)
     except (OSError, ValueError) as error:
@@ -121,7 +115,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from mozart_trainer.assess import accuracy_table, evaluate_version  # noqa: PLC0415
     from mozart_trainer.corpus import list_splits  # noqa: PLC0415
 
-    _setup_logging()
+    setup_logging()
     model_dir: Path = args.model_dir
     data_root: Path = args.data
     for required in (model_dir / "model.onnx", model_dir / "model.json", data_root):
@@ -144,7 +138,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from mozart_trainer.pipeline import export_checkpoint  # noqa: PLC0415
 
-    _setup_logging()
+    setup_logging()
     if not args.checkpoint.is_file():
         print(f"mozart export: {args.checkpoint} does not exist", file=sys.stderr)
         return 2

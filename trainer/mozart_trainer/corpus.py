@@ -132,9 +132,7 @@ def load_split(
             work_labels.append(label_index)
     if not works:
         raise FileNotFoundError(f"no audio under {root / split}")
-    logger.info(
-        json.dumps({"event": "split_loaded", "split": split, "works": len(works)}),
-    )
+    logger.info("split loaded", extra={"split": split, "works": len(works)})
     return Split(
         name=split,
         works=tuple(works),

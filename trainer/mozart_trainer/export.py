@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +57,7 @@ def export_onnx(model: AudioCNN, window_samples: int, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path))
     onnx.checker.check_model(str(path), full_check=True)
-    logger.info(
-        json.dumps({"event": "onnx_exported", "path": str(path), "bytes": path.stat().st_size})
-    )
+    logger.info("ONNX exported", extra={"path": str(path), "bytes": path.stat().st_size})
     return path
 
 

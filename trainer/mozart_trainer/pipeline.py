@@ -5,7 +5,6 @@ Publishing to the model repository happens only when asked, through `publish.pub
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -268,7 +267,7 @@ def run_training(
                 config.tracking.promote_metric,
                 metrics[config.tracking.promote_metric],
             )
-        logger.info(json.dumps({"event": "run_done", "run_id": run_id, **metrics}))
+        logger.info("run done", extra={"run_id": run_id, **metrics})
     published: Published | None = None
     if publish_version:
         assert config.export_dir is not None  # checked above

@@ -9,7 +9,6 @@ version is never written to.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -164,9 +163,5 @@ def publish(
         metric=metric,
         value=run.data.metrics.get(metric) if metric else None,
     )
-    logger.info(
-        json.dumps(
-            {"event": "published", "folder": str(folder), "version": version, "run_id": run_id}
-        )
-    )
+    logger.info("published", extra={"folder": str(folder), "version": version, "run_id": run_id})
     return published

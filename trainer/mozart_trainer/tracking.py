@@ -8,7 +8,6 @@ both outcomes are tagged on the run. The test split is reported, never compared.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
@@ -188,7 +187,5 @@ def register_and_promote(
         client.set_registered_model_alias(name, CHAMPION, version)
     client.set_tag(run_id, "promotion", "champion" if promoted else "candidate-only")
     client.set_tag(run_id, "promotion_reason", reason)
-    logger.info(
-        json.dumps({"event": "registered", "model": name, "version": version, "promoted": promoted})
-    )
+    logger.info("registered", extra={"model": name, "version": version, "promoted": promoted})
     return Registration(name=name, version=str(version), promoted=promoted, reason=reason)

@@ -9,7 +9,6 @@ checkpoints and logs. Only the single-process CPU path is exercised here.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -358,7 +357,7 @@ def train_model(
     if resume and last_path.is_file():
         trainer.load(last_path)
         start_epoch = trainer.progress.epoch + 1
-        logger.info(json.dumps({"event": "resumed", "epoch": start_epoch}))
+        logger.info("resumed", extra={"epoch": start_epoch})
     for epoch in range(start_epoch, config.optim.epochs):
         if trainer.out_of_steps():
             break
@@ -373,13 +372,13 @@ def train_model(
                 f"val_f1={summary.val_macro_f1:.4f} lr={summary.learning_rate:.2e} "
                 f"({summary.seconds:.0f}s)"
             )
-            logger.info(json.dumps({"event": "epoch", **asdict(summary)}))
+            logger.info("epoch", extra=asdict(summary))
             trainer.save(last_path, run_id)
             if on_epoch is not None:
                 on_epoch(summary)
             stop = trainer.progress.bad_epochs >= config.optim.patience_epochs
         if trainer.agree(stop):
-            logger.info(json.dumps({"event": "early_stop", "epoch": epoch + 1}))
+            logger.info("early stop", extra={"epoch": epoch + 1})
             break
     model = trainer.model
     model.load_state_dict(trainer.best_state)

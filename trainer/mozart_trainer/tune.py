@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
@@ -71,7 +70,7 @@ def tune(config: TrainConfig, n_trials: int) -> TuneResult:
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
         mlflow.log_params({f"best_{k}": v for k, v in study.best_params.items()})
         mlflow.log_metric("best_val_macro_f1", study.best_value)
-    logger.info(json.dumps({"event": "tune_done", "best": study.best_params}))
+    logger.info("tuning done", extra={"best": study.best_params})
     return TuneResult(
         best_params=dict(study.best_params),
         best_value=float(study.best_value),

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mozart_trainer.cli import setup_logging
 from mozart_trainer.data.corpus_config import SMOKE_CONFIG, CorpusConfig
 from mozart_trainer.data.gtzan import GtzanDownloadError, KaggleCredentialsError, fetch_gtzan
 from mozart_trainer.data.manifest import write_manifest
@@ -77,10 +78,6 @@ def _help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-
-
 def _corpus_config(args: argparse.Namespace) -> CorpusConfig:
     base = SMOKE_CONFIG if args.smoke else CorpusConfig()
     overrides: dict[str, object] = {
@@ -111,7 +108,7 @@ def _build_corpus(args: argparse.Namespace) -> int:
     # The renderer loads music21's corpus and FluidSynth: only this command needs them.
     from mozart_trainer.data.corpus import build_corpus  # noqa: PLC0415
 
-    _setup_logging()
+    setup_logging()
     try:
         config = _corpus_config(args)
         result = build_corpus(config, args.out, workers=args.workers, progress=not args.no_progress)
@@ -123,7 +120,7 @@ def _build_corpus(args: argparse.Namespace) -> int:
 
 
 def _fetch_gtzan(args: argparse.Namespace) -> int:
-    _setup_logging()
+    setup_logging()
     try:
         manifest = fetch_gtzan(args.out, split_mode=args.split, seed=args.seed)
     except KaggleCredentialsError as error:
@@ -147,7 +144,7 @@ def _fetch_gtzan(args: argparse.Namespace) -> int:
 def _manifest(args: argparse.Namespace) -> int:
     from mozart_trainer.data.folder import folder_manifest  # noqa: PLC0415
 
-    _setup_logging()
+    setup_logging()
     try:
         manifest = folder_manifest(args.root, csv_path=args.csv, seed=args.seed)
     except (ValueError, FileNotFoundError) as error:
@@ -162,7 +159,7 @@ def _manifest(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    _setup_logging()
+    setup_logging()
     if not args.root.is_dir():
         print(f"mozart data validate: {args.root} is not a folder", file=sys.stderr)
         return 2
@@ -178,7 +175,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _demo_clips(args: argparse.Namespace) -> int:
     from mozart_trainer.data.demo_clips import write_demo_clips  # noqa: PLC0415
 
-    _setup_logging()
+    setup_logging()
     clips = write_demo_clips(args.corpus, args.out)
     for clip in clips:
         print(f"{clip.file}: {clip.label}, {clip.work}, {', '.join(clip.instruments)}")

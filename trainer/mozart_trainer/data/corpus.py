@@ -308,7 +308,7 @@ def build_corpus(
     root = out or default_corpus_root(digest)
     cached = _cached(root, digest)
     if cached is not None:
-        logger.info(json.dumps({"event": "corpus_cached", "root": str(root), "digest": digest}))
+        logger.info("corpus cached", extra={"root": str(root), "digest": digest})
         return BuildResult(root, cached, True, digest)
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(
@@ -333,13 +333,8 @@ def build_corpus(
                 result = future.result()
                 if result.failure:
                     logger.warning(
-                        json.dumps(
-                            {
-                                "event": "work_skipped",
-                                "work": result.work.work_id,
-                                "reason": result.failure,
-                            }
-                        )
+                        "work skipped",
+                        extra={"work": result.work.work_id, "reason": result.failure},
                     )
                 results.append(result)
                 bar.update()
@@ -372,16 +367,14 @@ def build_corpus(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     logger.info(
-        json.dumps(
-            {
-                "event": "corpus_built",
-                "root": str(root),
-                "dataset_digest": manifest.dataset_digest,
-                "files": len(manifest.entries),
-                "works_failed": report["works_failed"],
-                "build_seconds": round(elapsed_s, 1),
-            }
-        )
+        "corpus built",
+        extra={
+            "root": str(root),
+            "dataset_digest": manifest.dataset_digest,
+            "files": len(manifest.entries),
+            "works_failed": report["works_failed"],
+            "build_seconds": round(elapsed_s, 1),
+        },
     )
     return BuildResult(root, manifest, False, digest)
 

@@ -18,7 +18,6 @@ Kaggle (and the one a test replaces).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -222,7 +221,5 @@ def fetch_gtzan(
         raise
     for left in manifest.quarantined:
         if left.path.startswith("quarantine/"):
-            logger.warning(
-                json.dumps({"event": "quarantined", "path": left.path, "reason": left.reason})
-            )
+            logger.warning("quarantined", extra={"path": left.path, "reason": left.reason})
     return manifest
