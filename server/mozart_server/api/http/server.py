@@ -64,7 +64,9 @@ class HttpServer:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             family = infos[0][0]
-            listener = socket.socket(family, socket.SOCK_STREAM)
+            # IPPROTO_TCP named, so accepted sockets carry it and asyncio sets TCP_NODELAY
+            # on them (with proto 0 it does not, and responses wait for delayed ACKs).
+            listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((host, port))
         except OSError as error:
