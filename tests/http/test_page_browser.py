@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +69,13 @@ def server(composer_repository: Path) -> Iterator[InProcessServer]:
 
 
 @pytest.fixture(scope="module")
+def busy_server(composer_repository: Path) -> Iterator[InProcessServer]:
+    """A server that lets one client have one call or stream open at a time."""
+    with running_server(composer_repository, client_calls_in_flight=1) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def artifacts() -> Path:
     folder = Path(os.environ.get("MOZART_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts")
     folder = folder / "browser"
@@ -90,8 +98,7 @@ def browser(playwright: Playwright, tmp_path_factory: pytest.TempPathFactory) ->
     browser = playwright.chromium.launch(
         executable_path=str(CHROMIUM),
         args=[
-            "--use-fake-ui-for-media-stream",  # grant the microphone without asking
-            "--use-fake-device-for-media-stream",
+            "--use-fake-device-for-media-stream",  # pages get the microphone if granted
             f"--use-file-for-fake-audio-capture={microphone}",
             "--autoplay-policy=no-user-gesture-required",
         ],
@@ -108,9 +115,12 @@ class PageErrors:
         page.on("pageerror", lambda error: self.errors.append(str(error)))
 
 
-def open_page(browser: Browser, url: str, token: str | None = TOKEN) -> tuple[Page, PageErrors]:
-    """A fresh browser context on `url`; with `token`, as a tab that was given it before."""
-    page = browser.new_page(viewport=DESKTOP)
+def open_page(
+    browser: Browser, url: str, token: str | None = TOKEN, microphone: bool = True
+) -> tuple[Page, PageErrors]:
+    """A fresh browser context on `url`; with `token`, as a tab that was given it before;
+    with `microphone`, as a user who allowed the microphone."""
+    page = browser.new_page(viewport=DESKTOP, permissions=["microphone"] if microphone else [])
     page.set_default_timeout(TIMEOUT_MS)
     if token is not None:
         page.add_init_script(f"sessionStorage.setItem('mozart-token', {json.dumps(token)})")
@@ -226,16 +236,23 @@ def test_a_dropped_file_streams_and_classifies_as_grpc_does(
     page.close()
 
 
-def test_an_unknown_model_is_named_as_such(browser: Browser, server: InProcessServer) -> None:
-    page, errors = open_page(browser, server.http_url + "/?model=no-such-model")
+def test_an_unknown_model_and_a_denied_microphone_are_named(
+    browser: Browser, server: InProcessServer
+) -> None:
+    page, errors = open_page(browser, server.http_url + "/?model=no-such-model", microphone=False)
     expect(page.get_by_label("Model", exact=True)).to_have_value("no-such-model")
+    alert = page.get_by_role("alert")
+
+    page.get_by_role("button", name="Listen").click()  # this user said no to the microphone
+    expect(alert).to_have_attribute("data-code", "MIC_DENIED")
+    expect(alert).to_contain_text("Microphone permission was denied")
+
     page.locator("#file").set_input_files(DROPPED_CLIP)
     page.get_by_label("Stream it as fast as the server takes it").check()
     page.get_by_role("button", name="Classify the file").click()
-    alert = page.get_by_role("alert")
-    expect(alert).to_be_visible()
     expect(alert).to_have_attribute("data-code", "NOT_FOUND")
     expect(alert).to_contain_text("does not serve that model")
+    expect(alert).to_contain_text("no-such-model")  # the server's own message names it
     expect(page.get_by_role("button", name="Classify the file")).to_be_enabled()
     assert errors.errors == []
     page.close()
@@ -268,3 +285,27 @@ def test_a_server_that_wants_a_token_asks_for_it_and_then_streams(
     assert page.locator("#summary-label").inner_text() in labels_of(composer_repository)
     assert errors.errors == []
     page.close()
+
+
+def test_a_busy_server_says_so(browser: Browser, busy_server: InProcessServer) -> None:
+    waiting, waiting_errors = open_page(browser, busy_server.http_url + "/", token=None)
+    expect(waiting.get_by_label("Model", exact=True)).to_have_value(MODEL)
+    waiting.locator("#file").set_input_files(DROPPED_CLIP)
+    waiting.get_by_label("Stream it as fast as the server takes it").check()
+
+    listening, listening_errors = open_page(browser, busy_server.http_url + "/", token=None)
+    listening.get_by_role("button", name="Listen").click()
+    expect(listening.locator("#status")).to_contain_text("Listening")  # its stream is open
+
+    waiting.get_by_role("button", name="Classify the file").click()
+    alert = waiting.get_by_role("alert")
+    expect(alert).to_have_attribute("data-code", "RESOURCE_EXHAUSTED")
+    expect(alert).to_contain_text("The server is busy")
+    expect(waiting.get_by_role("button", name="Classify the file")).to_be_enabled()
+
+    listening.get_by_role("button", name="Stop").click()
+    expect(listening.locator("#status")).to_have_text(re.compile(r"^Done: \d+ windows\.$"))
+    expect(listening.get_by_role("alert")).to_be_hidden()
+    assert waiting_errors.errors == listening_errors.errors == []
+    waiting.close()
+    listening.close()
