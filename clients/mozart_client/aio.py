@@ -55,6 +55,12 @@ from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 
 R = TypeVar("R")
 
+#: Initial metadata a server sends once it accepted a stream's StreamConfig.
+STREAM_ACCEPTED_METADATA = "x-mozart-stream-accepted"
+#: How long a stream waits for that before sending audio anyway (a server older than
+#: the handshake sends its initial metadata only with its first result).
+ACCEPT_WAIT_S = 2.0
+
 AsyncStreamInput = StreamInput | AsyncIterable[bytes] | AsyncIterable[AudioArray]
 """What `AsyncClient.stream()` accepts: anything `Client.stream()` does, or async chunks."""
 
@@ -219,9 +225,18 @@ class AsyncClient:
             fmt, chunks = resampler.format, aresampled(chunks, resampler)
         config = options.config(fmt, model)
         send_log = SendLog()
+        accepted: asyncio.Future[Any] | None = None
 
         async def requests() -> AsyncIterator[pb.StreamClassifyRequest]:
+            nonlocal accepted
             yield config
+            # Audio waits until the server accepts the config: a write in flight when it
+            # refuses (an unknown model, a bad format) would let grpcio replace its status
+            # with INTERNAL "Internal error from Core" (grpc/grpc#36066).
+            accepted = asyncio.ensure_future(call.initial_metadata())
+            done, _ = await asyncio.wait({accepted}, timeout=ACCEPT_WAIT_S)
+            if done and STREAM_ACCEPTED_METADATA not in dict(accepted.result()):
+                return  # the server ended the call instead: its status is on its way
             pacer = Pacer(options.realtime)
             async for chunk in chunks:
                 delay_s = pacer.delay_s(chunk.duration_s)
@@ -243,6 +258,8 @@ class AsyncClient:
             raise from_rpc_error(error, options.request_id) from None
         finally:
             call.cancel()
+            if accepted is not None:
+                accepted.cancel()
 
     async def classify_large(
         self,

@@ -53,8 +53,9 @@ class AudioClassifierServicer(pb_grpc.AudioClassifierServicer):
         context: Context,
     ) -> None:
         """Classifies a live stream; see inference.streams.StreamSession."""
-        sink = GrpcStreamSink(context, current_request_id())
-        await self._new_stream().run(GrpcStreamSource(context), sink)
+        request_id = current_request_id()
+        sink = GrpcStreamSink(context, request_id)
+        await self._new_stream().run(GrpcStreamSource(context, request_id), sink)
 
     async def ListModels(  # noqa: N802 (gRPC's method name)
         self, request: pb.ListModelsRequest, context: Context

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from mozart_proto.v1 import audio_classifier_pb2 as pb
+from mozart_server.api.interceptors import REQUEST_ID_METADATA
 from mozart_server.api.v1 import conversion
 from mozart_server.errors import InvalidArgumentError
 from mozart_server.inference.results import Summary, WindowScores
@@ -43,11 +44,26 @@ async def _on_the_call(operation: Awaitable[T]) -> T:
         raise asyncio.CancelledError(_CLIENT_GONE) from None
 
 
-class GrpcStreamSource:
-    """Reads the StreamConfig, then audio messages, from the call."""
+#: Initial metadata of a stream whose StreamConfig the server accepted (model resolved,
+#: options and format checked); sent before the first audio message is read.
+STREAM_ACCEPTED_METADATA = "x-mozart-stream-accepted"
 
-    def __init__(self, context: Context) -> None:
+
+class GrpcStreamSource:
+    """Reads the StreamConfig, then audio messages, from the call.
+
+    Before reading the first audio message it sends the call's initial metadata
+    (`x-mozart-stream-accepted: 1`, `x-request-id`): the session asks for audio only
+    once the config is accepted, so a client may hold its audio until then. That
+    spares asyncio clients a grpcio bug (grpc/grpc#36066): a write in flight when
+    the server ends the call can replace the server's status (e.g. NOT_FOUND for an
+    unknown model) with INTERNAL "Internal error from Core".
+    """
+
+    def __init__(self, context: Context, request_id: str = "") -> None:
         self._context = context
+        self._request_id = request_id
+        self._accepted = False
 
     async def config(self) -> StreamRequest:
         """The first message's StreamConfig.
@@ -69,6 +85,10 @@ class GrpcStreamSource:
         Raises:
             InvalidArgumentError: a later message carries a second StreamConfig.
         """
+        if not self._accepted:
+            self._accepted = True
+            metadata = ((STREAM_ACCEPTED_METADATA, "1"), (REQUEST_ID_METADATA, self._request_id))
+            await _on_the_call(self._context.send_initial_metadata(metadata))
         # The read of every chunk: _on_the_call inlined, one coroutine fewer per message.
         try:
             message: Any = await self._context.read()
