@@ -91,7 +91,10 @@ function describeModel() {
   ui.hop.placeholder = model.defaultHopMs ? String(model.defaultHopMs) : "";
 }
 
-async function loadModels() {
+const MODEL_RETRIES = 15; // a server still loading its models is asked again, 2 s apart
+const MODEL_RETRY_MS = 2000;
+
+async function loadModels(attempt = 0) {
   clearError();
   setStatus("Loading the models…");
   ui.model.disabled = true;
@@ -103,6 +106,10 @@ async function loadModels() {
     setBusy(false);
     showError(error instanceof PageError && error.code === "NOT_FOUND"
       ? new PageError("NO_API", "", error.message) : error);
+    if (error instanceof PageError && error.code === "UNAVAILABLE" && attempt < MODEL_RETRIES) {
+      setStatus(`The server is not ready yet: asking again in ${MODEL_RETRY_MS / 1000} s…`);
+      setTimeout(() => loadModels(attempt + 1), MODEL_RETRY_MS);
+    }
     return;
   }
   // ?model=NAME preselects a model, listed or not (the server then says whether it serves it).
