@@ -23,6 +23,7 @@ from mozart_client.cli_errors import (
 from mozart_client.connection import AUDIO_CLASSIFIER
 from mozart_client.errors import MozartError, NotFoundError
 from mozart_client.results import HealthStatus, ServingStatus
+from mozart_proto.cli import VersionAction
 from mozart_proto.v1.audio_formats import CONTAINER_NAMES
 
 __all__ = ["DEFAULT_SERVICES", "ExitCode", "exit_code_for", "main", "register"]
@@ -172,17 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     GRPC_VERBOSITY as set (the `mozart` command quiets it).
     """
     parser = argparse.ArgumentParser(prog="mozart", description="Mozart client commands.")
-    parser.add_argument("--version", action="version", version=_versions())
+    parser.add_argument("--version", action=VersionAction, help="print the installed versions")
     register(parser.add_subparsers(title="commands", metavar="COMMAND", required=True))
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
-
-
-def _versions() -> str:
-    from mozart_proto.cli import versions  # noqa: PLC0415 - the dispatcher's own list
-
-    return versions()
 
 
 if __name__ == "__main__":

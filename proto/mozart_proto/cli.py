@@ -38,6 +38,19 @@ def versions() -> str:
     return "\n".join(lines)
 
 
+class VersionAction(argparse.Action):
+    """`--version`: prints `versions()` as it is (argparse's own action rewraps the lines)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=str(kwargs.get("help"))
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(versions())
+        parser.exit()
+
+
 def quiet_grpc_logs(argv: Sequence[str]) -> None:
     """Keeps gRPC's C core from printing its own log lines (TLS handshake failures, ...).
 
@@ -55,9 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mozart",
         description="Mozart: real-time music audio classification.",
     )
-    parser.add_argument(
-        "--version", action="version", version=versions(), help="print the installed versions"
-    )
+    parser.add_argument("--version", action=VersionAction, help="print the installed versions")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for entry_point in sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name):
         try:
