@@ -86,6 +86,8 @@ class ScriptedPeer:
 
     def stream_classify(self, requests, context) -> Iterator[pb.StreamClassifyResponse]:
         self._attempt("StreamClassify", context)
+        # As Mozart's server does: say the config is accepted (AsyncClient waits for it).
+        context.send_initial_metadata((("x-mozart-stream-accepted", "1"),))
         for request in requests:
             if request.HasField("config"):
                 self.stream_configs.append(request.config)
