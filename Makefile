@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): constraints.txt system-packages.txt requirements-dev.txt $(foreach d,$(DISTS),$(d)/pyproject.toml) tools/install-system-packages.sh tools/package-lock.json
+$(STAMP): constraints.txt system-packages.txt requirements-dev.txt VERSION $(foreach d,$(DISTS),$(d)/pyproject.toml) tools/install-system-packages.sh tools/package-lock.json
 	bash tools/install-system-packages.sh
 	npm ci --silent --prefix tools
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,11 +60,43 @@ lint: $(STAMP) ## Static checks: ruff, ruff format, mypy.
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# Every distribution as its sdist, then its wheel built from that sdist alone (python -m
+# build): a file the build needs from outside the folder fails here, not on PyPI.
+DIST_DIR := build/dist
+.PHONY: dists
+dists: $(STAMP) ## Build each distribution's sdist and wheel (python -m build) into build/dist.
+	rm -rf $(DIST_DIR) && mkdir -p $(DIST_DIR)
+	for d in $(DISTS); do \
+		$(PY) -m build --outdir $(DIST_DIR) ./$$d >$(DIST_DIR).$$d.log 2>&1 \
+			|| { tail -30 $(DIST_DIR).$$d.log; echo "python -m build $$d failed"; exit 1; }; \
+	done; rm -f $(DIST_DIR).*.log; ls $(DIST_DIR)
+
+# The proto and client wheels alone in fresh venvs of each Python the SDK supports: their
+# dependencies come from the configured index under constraints.txt, and no project file is
+# reachable (the checks run from the venv's folder). pythonX.Y on PATH, else pyenv's.
+WHEEL_PYTHONS ?= 3.11 3.12
+.PHONY: wheels-check
+wheels-check: dists ## Install the proto and client wheels alone on Python 3.11 and 3.12; run mozart --help.
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	for v in $(WHEEL_PYTHONS); do \
+		python=$$( { python$$v -c 'import sys; print(sys.executable)' 2>/dev/null \
+			|| ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python$$v 2>/dev/null; } \
+			| tail -1 || true); \
+		[[ -n "$$python" ]] || { echo "wheels-check: no Python $$v (set WHEEL_PYTHONS)"; exit 1; }; \
+		$$python -m venv $$tmp/$$v; \
+		$$tmp/$$v/bin/python -m pip install --quiet --disable-pip-version-check \
+			-c constraints.txt $(DIST_DIR)/mozart_proto-*.whl $(DIST_DIR)/mozart_client-*.whl; \
+		(cd $$tmp && $$v/bin/mozart --help >/dev/null \
+			&& $$v/bin/python -c 'import mozart_client, mozart_proto.logs') \
+			|| { echo "wheels-check: the wheels do not work on $$python"; exit 1; }; \
+		echo "wheels-check: $$($$tmp/$$v/bin/python --version): mozart --help and import mozart_client work"; \
+	done
+
 # Two pytest-xdist workers, a test file each at a time (module fixtures stay per file): many
 # tests wait on servers, subprocesses and I/O, so two workers fill two cores.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 .PHONY: test
-test: lint proto-check $(MLFLOW_STAMP) ## Static checks, proto drift, the whole test suite, then the short load gate.
+test: lint proto-check wheels-check $(MLFLOW_STAMP) ## Static checks, proto drift, the dists and wheels, the whole test suite, then the short load gate.
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory bench-gate
 

@@ -5,7 +5,8 @@
 
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
-COPY constraints.txt ./
+# VERSION: proto/VERSION and server/VERSION link to it (the one version of every distribution).
+COPY constraints.txt VERSION ./
 COPY proto/ proto/
 COPY server/ server/
 RUN python -m venv /opt/mozart \
