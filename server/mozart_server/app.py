@@ -165,12 +165,12 @@ class MozartServer:
         )
         app = create_app(
             settings,
-            HttpGate(gate, settings.network.max_message_bytes),
-            self.registry,
-            self.control,
-            self.clips,
-            self.state,
-            self._new_stream,
+            gate=HttpGate(gate, settings.network.max_message_bytes),
+            registry=self.registry,
+            control=self.control,
+            clips=self.clips,
+            state=self.state,
+            new_stream=self._new_stream,
         )
         return HttpServer(
             app,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import grpc
 from websockets.sync.client import connect
@@ -28,7 +29,7 @@ def test_grpc_and_websocket_windows_share_batches(model_repository: Path) -> Non
                 "max_queue_delay_us": 1_000_000, "max_windows_in_flight_per_stream": 1}  # fmt: skip
     audio = encode(music_clip(SECONDS), 16_000, pb.AUDIO_ENCODING_PCM_S16LE)
     with running_server(model_repository, **settings) as server:
-        results: dict[str, object] = {}
+        results: dict[str, Any] = {}
 
         def over_grpc() -> None:
             with grpc.insecure_channel(server.address) as channel:
@@ -51,10 +52,10 @@ def test_grpc_and_websocket_windows_share_batches(model_repository: Path) -> Non
             thread.start()
         for thread in threads:
             thread.join(60)
-        responses, error = results["grpc"]  # type: ignore[misc]
+        responses, error = results["grpc"]
         assert error is None
         assert responses[-1].summary.window_count == 4
-        assert results["websocket"][-1]["windows"] == 4  # type: ignore[index]
+        assert results["websocket"][-1]["windows"] == 4
         batches = server.metric("mozart_batch_size_count", model="tiny")
         single = server.metric("mozart_batch_size_bucket", model="tiny", le="1.0")
         windows = server.metric("mozart_batch_size_sum", model="tiny")

@@ -25,15 +25,16 @@ from tests.support.server import InProcessServer
 DOCUMENTED = {200, 400, 404, 409, 413, 429, 503}
 UNDOCUMENTED_CLOSES = {4002, 4013}  # UNKNOWN, INTERNAL
 FUZZ = settings(
-    max_examples=40, deadline=None, derandomize=True,
+    max_examples=25, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )  # fmt: skip
 WAV = encode(music_clip(1.0), 16_000, pb.AUDIO_ENCODING_WAV)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -125,12 +126,13 @@ configs = st.fixed_dictionaries(
         {"encoding": st.sampled_from(["pcm_s16le", "pcm_f32le", "wav", "ogg"]) | json_values,
          "sample_rate_hz": st.sampled_from([16_000, 44_100, 7_999]) | json_values,
          "channels": st.sampled_from([1, 2, 3]) | json_values}) | json_values},
-    optional={"hop_ms": st.integers(0, 1000) | json_values, "top_k": st.integers(0, 5) | json_values,
+    optional={"hop_ms": st.integers(0, 1000) | json_values,
+              "top_k": st.integers(0, 5) | json_values,
               "smoothing": st.floats() | json_values, "version": json_values},
 ).map(json.dumps) | st.text(max_size=32) | st.binary(max_size=32)  # fmt: skip
 
 
-@settings(FUZZ, max_examples=30)
+@settings(FUZZ, max_examples=20)
 @given(first=configs, rest=ws_messages, end=st.booleans())
 def test_websocket_messages(
     server: InProcessServer, first: str | bytes, rest: list[str | bytes], end: bool

@@ -10,7 +10,7 @@ import pytest
 
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from tests.support.audio import encode, music_clip
-from tests.support.server import InProcessServer, running_server
+from tests.support.server import running_server
 
 LABELS = ["baroque", "classical", "jazz", "romantic"]  # the tiny test model
 WINDOW = 8_000

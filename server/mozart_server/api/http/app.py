@@ -48,6 +48,7 @@ def _validation_message(error: RequestValidationError) -> str:
 
 def create_app(
     settings: ServerSettings,
+    *,
     gate: HttpGate,
     registry: ModelRegistry,
     control: ModelControl,

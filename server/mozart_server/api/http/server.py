@@ -104,7 +104,7 @@ class HttpServer:
         self._server.should_exit = True
         try:
             await asyncio.wait_for(
-                asyncio.shield(self._task), self._config.timeout_graceful_shutdown + 5
+                asyncio.shield(self._task), (self._config.timeout_graceful_shutdown or 1) + 5
             )
         except TimeoutError:
             self._server.force_exit = True

@@ -24,7 +24,7 @@ from .errors import REQUEST_ID_HEADER, PayloadTooLargeError
 from .json_messages import message_to_json
 
 #: `encoding` query values, as the WebSocket config names them; AUTO detects a container.
-ENCODINGS: dict[str, int] = {
+ENCODINGS: dict[str, pb.AudioEncoding] = {
     "auto": pb.AUDIO_ENCODING_AUTO,
     "pcm_s16le": pb.AUDIO_ENCODING_PCM_S16LE,
     "pcm_f32le": pb.AUDIO_ENCODING_PCM_F32LE,
@@ -69,7 +69,7 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def encoding_of(query: str | None, content_type: str | None) -> int:
+def encoding_of(query: str | None, content_type: str | None) -> pb.AudioEncoding:
     """The AudioEncoding a request names: `encoding` first, then the media type, else AUTO.
 
     Raises:
@@ -109,6 +109,7 @@ def router(gate: HttpGate, registry: ModelRegistry, clips: ClipClassifier) -> AP
     async def classify(
         request: Request,
         name: str,
+        *,
         version: Annotated[str, Query(description="Model version; empty: the newest.")] = "",
         hop_ms: Annotated[int, Query(ge=0, description="Hop between windows; 0: default.")] = 0,
         top_k: Annotated[int, Query(ge=0, description="Labels per window; 0: default.")] = 0,

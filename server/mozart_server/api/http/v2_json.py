@@ -127,9 +127,16 @@ def infer_request(
     parameters = _object(document.get("parameters", {}), "parameters")
     binary_default = parameters.get(BINARY_DATA_OUTPUT) is True
     _parameters(message.parameters, parameters, "parameters", frozenset({BINARY_DATA_OUTPUT}))
+    _read_inputs(message, _list(document.get("inputs"), "inputs"), binary)
+    outputs = _list(document.get("outputs", []), "outputs")
+    binary_outputs = _read_outputs(message, outputs, binary_default)
+    return InferRequest(message, frozenset(binary_outputs), binary_default)
+
+
+def _read_inputs(message: v2.ModelInferRequest, inputs: list[Any], binary: bytes) -> None:
+    """Adds the inputs, their data from JSON or from the binary data in order."""
     offset = 0
     raw: list[bytes] = []
-    inputs = _list(document.get("inputs"), "inputs")
     for index, item in enumerate(inputs):
         tensor_json = _object(item, f"inputs[{index}]")
         tensor = message.inputs.add()
@@ -147,18 +154,18 @@ def infer_request(
             tensor.parameters, tensor_parameters, f"{name}.parameters",
             frozenset({BINARY_DATA_SIZE}),
         )  # fmt: skip
-        if size is not None:
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise InvalidArgumentError(f"input {name!r}: binary_data_size must be >= 0")
-            if offset + size > len(binary):
-                raise InvalidArgumentError(
-                    f"input {name!r}: binary_data_size {size} runs past the "
-                    f"{len(binary)} bytes of binary data"
-                )
-            raw.append(binary[offset : offset + size])
-            offset += size
-        else:
+        if size is None:
             _json_data(tensor, tensor_json.get("data"), name, datatype)
+            continue
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidArgumentError(f"input {name!r}: binary_data_size must be >= 0")
+        if offset + size > len(binary):
+            raise InvalidArgumentError(
+                f"input {name!r}: binary_data_size {size} runs past the "
+                f"{len(binary)} bytes of binary data"
+            )
+        raw.append(binary[offset : offset + size])
+        offset += size
     if offset != len(binary):
         raise InvalidArgumentError(
             f"the body has {len(binary) - offset} bytes of binary data that no input claims"
@@ -167,21 +174,26 @@ def infer_request(
         if len(raw) != len(inputs):
             raise InvalidArgumentError("send every input in binary, or every input as JSON")
         message.raw_input_contents.extend(raw)
+
+
+def _read_outputs(
+    message: v2.ModelInferRequest, outputs: list[Any], binary_default: bool
+) -> set[str]:
+    """Adds the requested outputs; returns the names of those wanted in binary."""
     binary_outputs = set()
-    for index, item in enumerate(_list(document.get("outputs", []), "outputs")):
+    for index, item in enumerate(outputs):
         output_json = _object(item, f"outputs[{index}]")
         name = output_json.get("name")
         if not isinstance(name, str):
             raise InvalidArgumentError(f"outputs[{index}] needs a string name")
         output = message.outputs.add(name=name)
         output_parameters = _object(output_json.get("parameters", {}), f"{name}.parameters")
-        wants = output_parameters.get(BINARY_DATA, binary_default)
-        if wants is True:
+        if output_parameters.get(BINARY_DATA, binary_default) is True:
             binary_outputs.add(name)
         _parameters(
             output.parameters, output_parameters, f"{name}.parameters", frozenset({BINARY_DATA})
         )
-    return InferRequest(message, frozenset(binary_outputs), binary_default)
+    return binary_outputs
 
 
 def _json_data(tensor: Any, data: Any, name: str, datatype: str) -> None:

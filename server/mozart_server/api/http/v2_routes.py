@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, Request
@@ -236,7 +237,10 @@ def router(  # noqa: PLR0915 (one closure per route)
     return routes
 
 
-def _with_version(handler):  # type: ignore[no-untyped-def]
+ModelRoute = Callable[[Request, str, str], Awaitable[Response]]
+
+
+def _with_version(handler: ModelRoute) -> ModelRoute:
     """A route for `handler(request, name, version)` whose path may lack the version."""
 
     async def route(request: Request, name: str, version: str = "") -> Response:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -134,7 +134,7 @@ def stream_config(name: str, config: dict[str, Any]) -> pb.StreamConfig:
     )
 
 
-async def _receive(websocket: WebSocket) -> dict[str, Any]:
+async def _receive(websocket: WebSocket) -> Mapping[str, Any]:
     try:
         message = await websocket.receive()
     except (WebSocketDisconnect, RuntimeError, OSError):
