@@ -69,6 +69,10 @@ def scrape(metrics_url: str) -> dict[str, float]:
 def _environment(source: Path | None) -> dict[str, str]:
     """This process's environment; with `source`, its server and proto packages first."""
     env = dict(os.environ)
+    # The HTTP API (on by default, port 8000) on a free port: two benchmark servers, or one
+    # beside a server already on 8000, must not collide. A variable, not a flag, so that a
+    # baseline older than the HTTP API ignores it.
+    env.setdefault("MOZART_HTTP_PORT", "0")
     if source is not None:
         # PYTHONPATH comes before the venv's editable installs on sys.path.
         paths = [str(source / "server"), str(source / "proto"), env.get("PYTHONPATH", "")]
