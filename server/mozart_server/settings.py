@@ -38,6 +38,7 @@ from pydantic_settings import (
 )
 
 from mozart_server.cpus import UsableCpus, default_layout, usable_cpus
+from mozart_server.env_aliases import alias_settings
 
 CONFIG_FILE_VARIABLE = "MOZART_CONFIG_FILE"
 ENV_PREFIX = "MOZART_"
@@ -752,7 +753,7 @@ def _sources_of(names: Sequence[str], keywords: Mapping[str, Any]) -> dict[str, 
         path, _ = fields[name]
         if _holds(given, (*path, name)):
             found[name] = "flag"
-        elif ENV_PREFIX + name.upper() in os.environ:
+        elif ENV_PREFIX + name.upper() in os.environ or name in alias_settings(os.environ):
             found[name] = "env"
         elif _holds(in_file, (*path, name)):
             found[name] = "file"
@@ -833,14 +834,15 @@ class _Nested(PydanticBaseSettingsSource):
 
 
 class _FlatEnvironment(PydanticBaseSettingsSource):
-    """`MOZART_<FLAT_NAME>` variables, nested into their sections."""
+    """`MOZART_<FLAT_NAME>` variables, nested into their sections, over the DevOps guide's
+    names (APP_ENV, LOG_LEVEL, API_PORT...: env_aliases.py) where no MOZART_* one is set."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         """Unused: values come from __call__."""
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        values = {
+        values = alias_settings(os.environ) | {
             name: os.environ[variable]
             for name in flat_fields()
             if (variable := ENV_PREFIX + name.upper()) in os.environ
