@@ -4,9 +4,10 @@ The server runs on 127.0.0.1:0 with the default model (composer-cnn/1) and the c
 clips (renderings of TEST-split works the model never trained on). Chromium's fake
 microphone plays the Palestrina clip into getUserMedia, so "Listen" streams real music
 through the page's AudioWorklet and WebSocket; a second test drops the Mozart clip on the
-page; the others check what the page says when the server wants a token or does not
-serve the model. Screenshots (desktop and phone) go to $MOZART_TEST_ARTIFACTS, else to
-tests/artifacts/browser/ (ignored by git).
+page, streams it and sends it whole, and compares both with gRPC Classify; the others check
+what the page says when the server wants a token, does not serve the model or is busy,
+and when the user denies the microphone. Screenshots (desktop and phone) go to
+$MOZART_TEST_ARTIFACTS, else to tests/artifacts/browser/ (ignored by git).
 
 Playwright drives /usr/bin/chromium (the Debian package in system-packages.txt); it never
 downloads a browser of its own.
@@ -44,8 +45,11 @@ LISTEN_HOP_MS = 250
 TOKEN = "page-test-token"
 TIMEOUT_MS = 30_000
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
-HOLDER_CONFIG = {"format": {"encoding": "pcm_s16le", "sample_rate_hz": 16000, "channels": 1}}
 PHONE: ViewportSize = {"width": 390, "height": 844}
+HOLDER_CONFIG = {"format": {"encoding": "pcm_s16le", "sample_rate_hz": 16000, "channels": 1}}
+
+# Generous: CI shares two cores among many tests; a stuck page still fails in 30 s.
+expect.set_options(timeout=TIMEOUT_MS)
 
 pytestmark = [
     pytest.mark.slow,
