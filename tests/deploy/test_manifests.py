@@ -1,5 +1,5 @@
-"""The Kubernetes manifests build with kustomize, pass schema validation, and
-probe the server the way its health service answers; the Dockerfile passes hadolint.
+"""The Kubernetes manifests probe the server the way its health service answers; the
+Dockerfile passes hadolint. (Rendering and validating every overlay: test_k8s_manifests.py.)
 
 No image is built here: this machine has no container engine and cannot pull
 base images, so the Dockerfile is linted, not run.
@@ -13,14 +13,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-OVERLAYS = ["k8s/base", "k8s/overlays/production"]
 
 
 def _kustomize(overlay: str) -> list[dict[str, Any]]:
@@ -32,21 +30,6 @@ def _kustomize(overlay: str) -> list[dict[str, Any]]:
         timeout=120,
     )
     return [doc for doc in yaml.safe_load_all(completed.stdout) if doc]
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_passes_strict_schema_validation(overlay: str, tmp_path: Path) -> None:
-    rendered = tmp_path / "rendered.yaml"
-    rendered.write_text(yaml.safe_dump_all(_kustomize(overlay)))
-    completed = subprocess.run(
-        [str(BIN / "kubernetes-validate"), "--strict", str(rendered)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "passed for resource deployment/mozart-server" in completed.stdout
 
 
 def _server_container(overlay: str) -> dict[str, Any]:
