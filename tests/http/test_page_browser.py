@@ -241,24 +241,42 @@ def test_a_dropped_file_streams_and_classifies_as_grpc_does(
     page.close()
 
 
-def test_an_unknown_model_and_a_denied_microphone_are_named(
+def focused_id(page: Page) -> str:
+    return str(page.evaluate("document.activeElement.id || document.activeElement.value || ''"))
+
+
+def test_an_unknown_model_and_a_denied_microphone_are_named_from_the_keyboard(
     browser: Browser, server: InProcessServer
 ) -> None:
     page, errors = open_page(browser, server.http_url + "/?model=no-such-model", microphone=False)
     expect(page.get_by_label("Model", exact=True)).to_have_value("no-such-model")
+    page.locator("#file").set_input_files(DROPPED_CLIP)  # a file dialog is the OS's
     alert = page.get_by_role("alert")
 
-    page.get_by_role("button", name="Listen").click()  # this user said no to the microphone
-    expect(alert).to_have_attribute("data-code", "MIC_DENIED")
-    expect(alert).to_contain_text("Microphone permission was denied")
-
-    page.locator("#file").set_input_files(DROPPED_CLIP)
-    page.get_by_label("Stream it as fast as the server takes it").check()
-    page.get_by_role("button", name="Classify the file").click()
+    # Tab walks the controls in reading order; the pace is a radio group (arrow keys).
+    order: list[str] = []
+    while not order or order[-1] != "realtime":
+        page.keyboard.press("Tab")
+        order.append(focused_id(page))
+        assert len(order) < 10, order
+    assert [step for step in order if step in ("model", "file")] == ["model", "file"]
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_label("Stream it as fast as the server takes it")).to_be_checked()
+    for expected in ("play-aloud", "classify-file"):
+        page.keyboard.press("Tab")
+        assert focused_id(page) == expected
+    page.keyboard.press("Enter")
     expect(alert).to_have_attribute("data-code", "NOT_FOUND")
     expect(alert).to_contain_text("does not serve that model")
     expect(alert).to_contain_text("no-such-model")  # the server's own message names it
-    expect(page.get_by_role("button", name="Classify the file")).to_be_enabled()
+    expect(page.locator("#classify-file")).to_be_focused()  # focus came back after the run
+
+    page.keyboard.press("Tab")
+    assert focused_id(page) == "listen"
+    page.keyboard.press("Enter")  # this user said no to the microphone
+    expect(alert).to_have_attribute("data-code", "MIC_DENIED")
+    expect(alert).to_contain_text("Microphone permission was denied")
+    expect(page.locator("#listen")).to_be_focused()
     assert errors.errors == []
     page.close()
 

@@ -26,6 +26,7 @@ const state = {
   file: null,
   busy: false,
   stop: null, // what the Stop button does while a stream runs
+  startedFrom: null, // the control that started the run, to give focus back to
   labels: [],
   windows: 0,
   shownLabel: "",
@@ -61,6 +62,10 @@ function showError(error) {
 }
 
 function setBusy(busy) {
+  // A run disables the button that started it: keep the keyboard's place on Stop meanwhile,
+  // and give it back afterwards unless something else (the token field) took it.
+  const focused = document.activeElement;
+  if (busy && !state.busy) state.startedFrom = focused;
   state.busy = busy;
   const ready = !busy && ui.model.value !== "";
   ui.model.disabled = busy || state.models.length === 0;
@@ -68,7 +73,13 @@ function setBusy(busy) {
   ui.classifyFile.disabled = !ready || !state.file;
   ui.file.disabled = busy;
   ui.stop.disabled = !busy;
-  if (!busy) state.stop = null;
+  if (busy && focused && focused !== document.body && focused.disabled) ui.stop.focus();
+  if (!busy) {
+    state.stop = null;
+    const lost = [ui.stop, document.body, null].includes(document.activeElement);
+    if (lost && state.startedFrom && !state.startedFrom.disabled) state.startedFrom.focus();
+    state.startedFrom = null;
+  }
 }
 
 function selectedModel() {
