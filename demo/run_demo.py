@@ -84,21 +84,26 @@ class ServerProcess:
         return self.process.wait(timeout_s)
 
 
+SMOOTHING = 0.5
+"""EMA weight of the past: the demo shows smoothed labels, as a live display would."""
+
+
 def stream_clip(client: Client, clip: Path, model: str, realtime: bool) -> None:
-    """Streams one clip and prints a line per window, then the summary."""
-    print(f"\n{clip.name}")
-    print(f"  {'window':>6}  {'time (s)':>11}  {'prediction':<14} {'score':>5}  {'latency':>10}")
-    for result in client.stream(clip, model=model, realtime=realtime, smoothing=0.5):
+    """Streams one clip and prints a line per window (its smoothed label), then the summary."""
+    print(f"\n{clip.name} (labels smoothed: EMA, weight {SMOOTHING} on the past)")
+    print(f"  {'window':>6}  {'time (s)':>11}  {'smoothed':<14} {'score':>5}  {'latency':>10}")
+    for result in client.stream(clip, model=model, realtime=realtime, smoothing=SMOOTHING):
         if isinstance(result, WindowResult):
-            score = result.top_k[0].score if result.top_k else 0.0
+            # From a server older than smoothed top-k, the raw one (the best there is).
+            shown = result.smoothed_top_k or result.top_k
+            label, score = (shown[0].label, shown[0].score) if shown else ("", 0.0)
             latency = "-" if result.latency_ms is None else f"{result.latency_ms:.1f} ms"
             span = f"{result.start_ms / 1000:.1f}-{result.end_ms / 1000:.1f}"
-            print(
-                f"  {result.index:>6}  {span:>11}  {result.label:<14} {score:>5.2f}  {latency:>10}"
-            )
+            print(f"  {result.index:>6}  {span:>11}  {label:<14} {score:>5.2f}  {latency:>10}")
         elif isinstance(result, Summary):
             top = ", ".join(f"{s.label} {s.score:.2f}" for s in result.top_k[:3])
-            print(f"  summary over {result.window_count} windows: {top}")
+            windows = f"{result.window_count} window{'' if result.window_count == 1 else 's'}"
+            print(f"  summary over {windows} (mean of raw scores): {top}")
 
 
 def main() -> int:

@@ -68,10 +68,12 @@ def _rich_table(columns: Columns, *, plain: bool) -> Table:
         box=None if plain else box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
+        collapse_padding=True,  # two spaces between columns, as through a pipe
         header_style="" if plain else "bold",
     )
     for header in columns.headers:
         wraps = header in columns.wrap and not plain
+        # A wrapping column gives way first; the others shrink (with "…") only after.
         table.add_column(header, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")
     for row in columns.rows:
         table.add_row(*(Text(cell) for cell in row))
