@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# make stack-down: stops and removes the stack's containers; the named volumes (metrics,
+# dashboards' state, MLflow runs) stay unless -v / --volumes is given.
+source "$(dirname "$0")/stack-lib.sh"
+compose down --remove-orphans "$@"
