@@ -94,7 +94,7 @@ def test_a_query_that_does_not_parse_is_caught(tmp_path: Path) -> None:
 
 
 def _recorded() -> set[str]:
-    names = set()
+    names: set[str] = set()
     for path in RULES.glob("mozart-*rules.yml"):
         for group in yaml.safe_load(path.read_text())["groups"]:
             names.update(rule["record"] for rule in group["rules"] if "record" in rule)
