@@ -2,8 +2,8 @@
 
 import { classifyFile, listModels } from "./api.js";
 import { Microphone, decodeFile, play } from "./audio.js";
-import { ScoreChart, colourOf } from "./chart.js";
 import { PageError, describe } from "./errors.js";
+import { ResultsView } from "./results.js";
 import { StreamSession } from "./stream.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,11 +12,13 @@ const ui = {
   hop: $("hop"), topK: $("top-k-count"), smoothing: $("smoothing"),
   drop: $("drop-zone"), file: $("file"), fileName: $("file-name"), playAloud: $("play-aloud"),
   classifyFile: $("classify-file"), listen: $("listen"), stop: $("stop"),
-  status: $("status"), error: $("error"), notices: $("notices"),
-  currentLabel: $("current-label"), currentWindow: $("current-window"), topKList: $("top-k"),
-  windowCount: $("window-count"), summary: $("summary"),
+  status: $("status"), error: $("error"),
 };
-const chart = new ScoreChart($("chart"), $("legend"));
+const results = new ResultsView({
+  currentLabel: $("current-label"), currentWindow: $("current-window"), topK: $("top-k"),
+  windowCount: $("window-count"), notices: $("notices"), summary: $("summary"),
+  chart: $("chart"), legend: $("legend"),
+});
 const CHUNK_S = 0.1; // audio per WebSocket message
 const MAX_BUFFERED_BYTES = 1 << 20; // "as fast as the server takes it" waits above this
 
@@ -27,13 +29,9 @@ const state = {
   busy: false,
   stop: null, // what the Stop button does while a stream runs
   startedFrom: null, // the control that started the run, to give focus back to
-  labels: [],
-  windows: 0,
-  shownLabel: "",
 };
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-const percent = (score) => `${(100 * score).toFixed(1)} %`;
 const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
 
 function setStatus(text) {
@@ -152,98 +150,10 @@ function streamSettings() {
   };
 }
 
-function renderBars(list, topK, labels) {
-  list.replaceChildren(...topK.map(({ label, score }) => {
-    const item = document.createElement("li");
-    const name = document.createElement("span");
-    name.textContent = label;
-    const bar = document.createElement("span");
-    bar.className = "bar";
-    bar.setAttribute("aria-hidden", "true");
-    const fill = document.createElement("span");
-    fill.className = "fill";
-    fill.style.display = "block";
-    fill.style.width = `${Math.max(0, Math.min(1, score)) * 100}%`;
-    fill.style.background = colourOf(Math.max(0, labels.indexOf(label)));
-    bar.append(fill);
-    const value = document.createElement("span");
-    value.className = "score";
-    value.textContent = percent(score);
-    item.append(name, bar, value);
-    return item;
-  }));
-}
-
-function resetResults(labels) {
-  state.labels = labels;
-  state.windows = 0;
-  state.shownLabel = "";
-  ui.windowCount.textContent = "0";
-  ui.currentLabel.textContent = "—";
-  ui.currentWindow.textContent = "No window yet.";
-  ui.topKList.replaceChildren();
-  ui.notices.replaceChildren();
-  ui.summary.replaceChildren(Object.assign(document.createElement("p"),
-    { className: "hint", textContent: "Appears when the stream or file is done." }));
-  chart.reset(labels);
-}
-
-function showWindow(window) {
-  const topK = window.smoothed_top_k && window.smoothed_top_k.length ? window.smoothed_top_k : window.top_k;
-  state.windows += 1;
-  ui.windowCount.textContent = String(state.windows);
-  if (topK.length && topK[0].label !== state.shownLabel) {
-    // Only a change is written, so a screen reader announces the label when it changes.
-    state.shownLabel = topK[0].label;
-    ui.currentLabel.textContent = state.shownLabel;
-  }
-  const timing = window.compute_time_us !== undefined
-    ? ` · queued ${(window.queue_time_us / 1000).toFixed(1)} ms, computed in ${(window.compute_time_us / 1000).toFixed(1)} ms`
-    : "";
-  ui.currentWindow.textContent = `Window ${window.index + 1}: ${seconds(window.start_ms)} to ${seconds(window.end_ms)}${timing}`;
-  renderBars(ui.topKList, topK, state.labels);
-  const scores = window.smoothed_scores && window.smoothed_scores.length ? window.smoothed_scores : window.scores;
-  chart.add(window.end_ms, scores);
-}
-
-function showNotice(notice) {
-  const item = document.createElement("li");
-  item.textContent = `${notice.code}: ${notice.message}`;
-  ui.notices.append(item);
-}
-
-function showSummary(summary) {
-  if (!summary) return;
-  const reasons = { COMPLETE: "complete", DRAINED: "cut short: the server is shutting down" };
-  const best = summary.top_k[0];
-  const verdict = document.createElement("p");
-  verdict.className = "verdict";
-  if (best) {
-    const label = Object.assign(document.createElement("strong"), { id: "summary-label", textContent: best.label });
-    verdict.append("Mostly ", label, ` (${percent(best.score)} on average)`);
-  } else {
-    verdict.textContent = "Too little audio for a single window.";
-  }
-  const facts = document.createElement("dl");
-  const rows = [
-    ["Windows", String(summary.windows), "summary-windows"],
-    ["Audio", `${Number(summary.duration_s).toFixed(1)} s`, "summary-duration"],
-    ["Ended", reasons[summary.end_reason] || String(summary.end_reason || "complete").toLowerCase(), "summary-end"],
-  ];
-  for (const [term, value, id] of rows) {
-    facts.append(Object.assign(document.createElement("dt"), { textContent: term }),
-      Object.assign(document.createElement("dd"), { textContent: value, id }));
-  }
-  const bars = document.createElement("ol");
-  bars.className = "bars";
-  bars.setAttribute("aria-label", "Labels over the whole stream");
-  renderBars(bars, summary.top_k, state.labels);
-  ui.summary.replaceChildren(verdict, facts, bars);
-}
-
 function openSession(model, sampleRateHz) {
   return new StreamSession({
-    modelName: model.name, sampleRateHz, ...streamSettings(), onWindow: showWindow, onNotice: showNotice,
+    modelName: model.name, sampleRateHz, ...streamSettings(),
+    onWindow: (window) => results.addWindow(window), onNotice: (notice) => results.addNotice(notice),
   });
 }
 
@@ -282,9 +192,9 @@ async function runFile() {
     if (pace === "whole") {
       setStatus(`Sending ${state.file.name} to the server…`);
       const result = await classifyFile(model.name, state.file, streamSettings());
-      resetResults(result.labels);
-      result.windows.forEach(showWindow);
-      showSummary(result.summary);
+      results.reset(result.labels);
+      result.windows.forEach((window) => results.addWindow(window));
+      results.showSummary(result.summary);
       setStatus(`Done: ${result.windows.length} windows.`);
       return;
     }
@@ -292,7 +202,7 @@ async function runFile() {
     const decoded = await decodeFile(state.file, model.sampleRateHz);
     const session = openSession(model, decoded.sampleRateHz);
     const ready = await session.ready;
-    resetResults(ready.labels || model.labels);
+    results.reset(ready.labels || model.labels);
     setStatus("Streaming the file…");
     if (pace === "realtime" && ui.playAloud.checked) {
       try {
@@ -304,8 +214,8 @@ async function runFile() {
     await pump(session, decoded.samples, decoded.sampleRateHz, pace === "realtime", () => stopped);
     session.end();
     setStatus("Waiting for the last windows and the summary…");
-    showSummary(await session.finished);
-    setStatus(`Done: ${state.windows} windows.`);
+    results.showSummary(await session.finished);
+    setStatus(`Done: ${results.windows} windows.`);
   } catch (error) {
     showError(error);
   } finally {
@@ -351,15 +261,15 @@ async function runMicrophone() {
     session = openSession(model, rate);
     const hello = await session.ready;
     ready = true;
-    resetResults(hello.labels || model.labels);
+    results.reset(hello.labels || model.labels);
     setStatus(`Listening at ${rate / 1000} kHz: the first result comes after ${seconds(hello.window_ms)} of sound. Press Stop to end.`);
     await Promise.race([stop, session.finished.catch(() => {})]);
     await microphone.stop();
     flush();
     session.end();
     setStatus("Waiting for the last windows and the summary…");
-    showSummary(await session.finished);
-    setStatus(`Done: ${state.windows} windows.`);
+    results.showSummary(await session.finished);
+    setStatus(`Done: ${results.windows} windows.`);
   } catch (error) {
     showError(error);
   } finally {
@@ -410,5 +320,4 @@ if (state.token) {
   ui.token.value = state.token;
   ui.tokenForm.hidden = false;
 }
-resetResults([]);
 loadModels();
