@@ -62,7 +62,7 @@ def test_rollout_never_drops_below_desired_capacity() -> None:
 
 def test_dockerfile_passes_hadolint() -> None:
     completed = subprocess.run(
-        [str(BIN / "hadolint"), str(ROOT / "docker" / "server.Dockerfile")],
+        [str(BIN / "hadolint"), str(ROOT / "docker" / "Dockerfile")],
         capture_output=True,
         text=True,
         check=False,
@@ -88,7 +88,7 @@ def _requirement_closure(distribution: str) -> set[str]:
 
 
 def test_server_image_installs_no_torch() -> None:
-    dockerfile = (ROOT / "docker" / "server.Dockerfile").read_text()
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert "./proto ./server" in dockerfile
     closure = _requirement_closure("mozart-server")
     assert "onnxruntime" in closure
