@@ -162,7 +162,7 @@ class AsyncClient:
         smoothing: float = 0.0,
         sample_rate_hz: int | None = None,
         encoding: str | None = None,
-        channels: int = 1,
+        channels: int | None = None,
         chunk_ms: int = 100,
         include_embedding: bool = False,
         resample_on_client: bool = False,
@@ -193,11 +193,11 @@ class AsyncClient:
         if isinstance(source, AsyncIterable):
             check_channels(channels)
             if encoding is not None:
-                declared = pcm_format(encoding_from_name(encoding), sample_rate_hz, channels)
+                declared = pcm_format(encoding_from_name(encoding), sample_rate_hz, channels or 1)
                 if resample_on_client:
                     check_resamplable(declared)
             first = _AsyncFirstChunk(
-                source, sample_rate_hz=sample_rate_hz, encoding=encoding, channels=channels
+                source, sample_rate_hz=sample_rate_hz, encoding=encoding, channels=channels or 1
             )
             return self._stream(first, options)
         audio = stream_audio(
@@ -271,7 +271,7 @@ class AsyncClient:
         top_k: int = 0,
         sample_rate_hz: int | None = None,
         encoding: str | None = None,
-        channels: int = 1,
+        channels: int | None = None,
         chunk_ms: int = 500,
         include_embedding: bool = False,
         resample_on_client: bool = False,

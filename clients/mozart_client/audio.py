@@ -326,7 +326,7 @@ def stream_audio(
     *,
     sample_rate_hz: int | None = None,
     encoding: str | None = None,
-    channels: int = 1,
+    channels: int | None = None,
     chunk_ms: int = 100,
 ) -> StreamAudio:
     """Prepares a stream source: its wire format and its chunks.
@@ -336,7 +336,8 @@ def stream_audio(
             `chunk_ms`), or an iterable of byte or numpy chunks (sent as given).
         sample_rate_hz: Needed for numpy input and raw PCM byte chunks.
         encoding: Needed for byte chunks: `pcm_s16le`, `pcm_f32le` or `wav`.
-        channels: Channels of raw PCM byte chunks.
+        channels: Channels of raw PCM byte chunks (1 when not given); arrays have
+            theirs in their shape, and a `channels` that contradicts it raises.
         chunk_ms: Audio per message for files and arrays.
 
     Returns:
@@ -348,12 +349,12 @@ def stream_audio(
     if isinstance(source, np.ndarray):
         if not sample_rate_hz:
             raise InvalidInputError("a numpy array needs sample_rate_hz")
-        _array_channels(source, channels if channels != 1 else None)
+        _array_channels(source, channels)
         pcm_encoding, array_channels, _ = array_to_pcm(source[:0])
         fmt = pcm_format(pcm_encoding, sample_rate_hz, array_channels)
         return StreamAudio(fmt, _array_chunks(source, sample_rate_hz, chunk_ms))
     if isinstance(source, bytes):
         raise InvalidInputError("stream() takes an iterable of byte chunks, not one bytes object")
     return _iterable_stream(
-        source, sample_rate_hz=sample_rate_hz, encoding=encoding, channels=channels
+        source, sample_rate_hz=sample_rate_hz, encoding=encoding, channels=channels or 1
     )

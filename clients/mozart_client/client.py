@@ -173,7 +173,7 @@ class Client:
         smoothing: float = 0.0,
         sample_rate_hz: int | None = None,
         encoding: str | None = None,
-        channels: int = 1,
+        channels: int | None = None,
         chunk_ms: int = 100,
         include_embedding: bool = False,
         resample_on_client: bool = False,
@@ -200,7 +200,8 @@ class Client:
                 Results carry both `top_k` (raw) and `smoothed_top_k`.
             sample_rate_hz: Rate of numpy input and raw PCM byte chunks.
             encoding: `pcm_s16le`, `pcm_f32le` or `wav`, for byte chunks.
-            channels: Channels of raw PCM byte chunks (interleaved).
+            channels: Channels of raw PCM byte chunks, interleaved (1 when not
+                given); an array's shape says its own.
             chunk_ms: Audio per message for files and arrays.
             include_embedding: Also return each window's embedding.
             resample_on_client: Resample to the model's rate here (soxr, the
@@ -282,7 +283,7 @@ class Client:
         top_k: int = 0,
         sample_rate_hz: int | None = None,
         encoding: str | None = None,
-        channels: int = 1,
+        channels: int | None = None,
         chunk_ms: int = 500,
         include_embedding: bool = False,
         resample_on_client: bool = False,
