@@ -146,3 +146,17 @@ def test_other_encodings_stream(server: InProcessServer, encoding: str) -> None:
         messages, code, _ = _until_closed(ws)
     assert code == 1000
     assert messages[-1]["windows"] == 3  # 1 s, 0.5 s windows, the model's 250 ms hop
+
+
+def test_a_stream_open_at_shutdown_ends_drained(model_repository: Path) -> None:
+    with running_server(model_repository) as server, connect(_url(server)) as ws:
+        ws.send(json.dumps(CONFIG))
+        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        ws.send(_pcm()[: 16_000 * 2])  # 1 s: three windows at a 250 ms hop
+        assert json.loads(ws.recv(timeout=30))["type"] == "window"
+        stopping = server.stop_in_background(grace_s=10.0)
+        messages, code, _ = _until_closed(ws)  # no end: the server stops reading
+        stopping.join(60)
+    assert code == 1000
+    assert messages[-1]["type"] == "summary"
+    assert messages[-1]["end_reason"] == "drained"
