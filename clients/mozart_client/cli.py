@@ -90,7 +90,8 @@ def register(subparsers: Any) -> None:
 
 def _guarded(handler: Handler) -> Callable[[argparse.Namespace], int]:
     """Runs a command on this run's terminal; SDK errors become a message on stderr
-    (with a hint and the request id where there is one) and their class's exit code."""
+    (with a hint and the request id where there is one), with `--json` a last JSON
+    line `{"error", "code"}` too, and their class's exit code."""
 
     def run(args: argparse.Namespace) -> int:
         terminal = Terminal()
@@ -100,6 +101,8 @@ def _guarded(handler: Handler) -> Callable[[argparse.Namespace], int]:
             tls = _uses_tls(args)
             for message in message_lines(error, tls=tls):
                 terminal.error(message)
+            if getattr(args, "json", False):  # in place: after whatever was printed
+                line(cli_output.to_json(error_document(error)))
             return exit_code_for(error)
         except KeyboardInterrupt:
             return ExitCode.INTERRUPTED

@@ -177,6 +177,19 @@ def test_health_reports_every_service_asked_for(server, capsys, monkeypatch) -> 
     assert as_json[1]["code"] == "NOT_FOUND"
 
 
+def test_json_failures_are_lines_with_their_status_name(server, clip, capsys, monkeypatch):
+    args = ("stream", str(clip), "--server", server.address, "--json", "--model", "nope")
+    code, out, _ = run_cli(capsys, monkeypatch, *args)
+    assert code == 6
+    (failure,) = json_lines(out)
+    assert failure["code"] == "NOT_FOUND"
+    assert failure["error"]
+    code, out, _ = run_cli(capsys, monkeypatch, "health", "--server", "127.0.0.1:1", "--json",
+                           "--timeout-s", "2")  # fmt: skip
+    assert code == 3
+    assert json_lines(out)[-1]["code"] == "UNAVAILABLE"
+
+
 def test_each_command_help_gives_its_own_timeout_default(capsys, monkeypatch) -> None:
     classify_help = " ".join(run_cli(capsys, monkeypatch, "classify", "--help")[1].split())
     assert "deadline of each call in seconds (default 10)" in classify_help
