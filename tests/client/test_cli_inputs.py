@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import sys
 import wave
 from pathlib import Path
@@ -43,11 +44,19 @@ def _wav_bytes(samples: np.ndarray, rate: int) -> bytes:
     return buffer.getvalue()
 
 
+def _arecord_wav(samples: np.ndarray, rate: int) -> bytes:
+    """A WAV as `arecord -f S16_LE` writes one to a pipe: lengths unknown (0x7FFFFFFF)."""
+    unknown = struct.pack("<I", 0x7FFFFFFF)
+    channels = samples.shape[1]
+    fmt = struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
+    return b"RIFF" + unknown + b"WAVE" + b"fmt " + fmt + b"data" + unknown + samples.tobytes()
+
+
 def test_stream_reads_a_wav_and_raw_pcm_from_stdin(server: InProcessServer, capsys, monkeypatch):
     samples = _int16(1.5, RATE, seed=5)
     address = ("--server", server.address, "--json")
     # A real pipe, as in `arecord -f S16_LE | mozart stream -`.
-    piped = mozart("stream", "-", *address, stdin=_wav_bytes(samples, RATE))
+    piped = mozart("stream", "-", *address, stdin=_arecord_wav(samples, RATE))
     assert piped.returncode == 0, piped.stderr
     from_wav = json_lines(piped.stdout)
     # The same audio as raw s16le stereo at 8 kHz, as `arecord -t raw -f S16_LE -c 2` gives it.
