@@ -1,5 +1,9 @@
 """Mozart Python SDK: classify clips and stream live audio to a Mozart server.
 
+The public API is the names below. Modules whose names start with `_` (the core
+that `Client` and `AsyncClient` share, proto conversion, stream plumbing,
+resampling) are implementation details and may change.
+
 Example:
     >>> from mozart_client import Client
     >>> with Client("localhost:8001") as client:

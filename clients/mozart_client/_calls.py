@@ -16,9 +16,7 @@ from typing import Any, Generic, Literal, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2
 
-from mozart_client.audio import AudioInput, WireAudio, clip_audio
-from mozart_client.connection import ConnectionOptions, new_request_id
-from mozart_client.conversion import (
+from mozart_client._conversion import (
     classify_result_from_proto,
     load_model_request,
     model_info_from_proto,
@@ -27,6 +25,13 @@ from mozart_client.conversion import (
     serving_status_from_proto,
     unload_model_request,
 )
+from mozart_client._rollout import (
+    get_rollout_request,
+    rollout_status_from_proto,
+    set_rollout_request,
+)
+from mozart_client.audio import AudioInput, WireAudio, clip_audio
+from mozart_client.connection import ConnectionOptions, new_request_id
 from mozart_client.errors import InvalidInputError, ResourceExhaustedError
 from mozart_client.results import (
     ClassifyResult,
@@ -38,11 +43,6 @@ from mozart_client.results import (
     StreamResult,
     Summary,
     WindowResult,
-)
-from mozart_client.rollout import (
-    get_rollout_request,
-    rollout_status_from_proto,
-    set_rollout_request,
 )
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 

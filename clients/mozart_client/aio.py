@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from mozart_client._calls import CallCore, UnaryCall, clip_from_stream
 from mozart_client._resample import ChunkResampler, aresampled, check_resamplable
+from mozart_client._streaming import Pacer, SendLog, StreamOptions, StreamReceiver, stream_options
 from mozart_client.audio import (
     AudioArray,
     AudioChunk,
@@ -49,7 +50,6 @@ from mozart_client.results import (
     RolloutStatus,
     StreamResult,
 )
-from mozart_client.streaming import Pacer, SendLog, StreamOptions, StreamReceiver, stream_options
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile
 
+from mozart_client._streaming import Pacer, SendLog
 from mozart_client.audio import clip_audio, stream_audio
 from mozart_client.errors import InvalidInputError
-from mozart_client.streaming import Pacer, SendLog
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 
 RATE = 22_050

@@ -40,7 +40,7 @@ from mozart_client import (
     cli_models,
     cli_output,
 )
-from mozart_client.conversion import (
+from mozart_client._conversion import (
     load_model_request,
     model_status_from_proto,
     model_statuses_from_proto,

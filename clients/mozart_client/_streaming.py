@@ -9,8 +9,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 
 from mozart_client._calls import check_window_options
+from mozart_client._conversion import stream_result_from_proto
 from mozart_client.connection import ConnectionOptions, new_request_id
-from mozart_client.conversion import stream_result_from_proto
 from mozart_client.errors import InvalidInputError
 from mozart_client.results import StreamResult
 from mozart_proto.v1 import audio_classifier_pb2 as pb
