@@ -127,3 +127,26 @@ def test_the_provisioned_dashboards_folder_is_where_compose_mounts_them() -> Non
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts, mounts
     assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in mounts, mounts
+
+
+def test_docs_monitoring_names_every_metric_and_alert(server: InProcessServer) -> None:
+    docs = (ROOT / "docs" / "monitoring.md").read_text()
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
+        families = list(text_string_to_metric_families(response.read().decode()))
+    # A counter's `_created` samples parse as a family of their own: not a metric.
+    mozart = [
+        family
+        for family in families
+        if family.name.startswith("mozart_") and not family.name.endswith("_created")
+    ]
+    assert len(mozart) >= 30
+    for family in mozart:
+        shown = family.name + ("_total" if family.type == "counter" else "")
+        assert f"| `{shown}` |" in docs, f"docs/monitoring.md does not list {shown}"
+    for path in RULES.glob("mozart-*rules.yml"):
+        for group in _load(path)["groups"]:
+            for rule in group["rules"]:
+                assert f"`{rule.get('alert') or rule['record']}`" in docs, rule
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            assert panel["title"] in docs, panel["title"]
