@@ -145,6 +145,11 @@ def test_request_ids_reach_the_server_and_come_back(kind, server, clip_path) -> 
     assert re.fullmatch("[0-9a-f]{32}", caught.value.request_id)
     generated = with_client(kind, server.address, lambda c: c.classify(clip_path, model="tiny"))
     assert re.fullmatch("[0-9a-f]{32}", generated.request_id)
+    # The error names the id of the server's answer (its logs'): a long one is cut there.
+    long_id = "x" * 200
+    with pytest.raises(NotFoundError) as caught:
+        with_client(kind, server.address, lambda c: c.model("nope", request_id=long_id))
+    assert caught.value.request_id == "x" * 128 + "... (72 more characters)"
 
 
 @pytest.mark.parametrize("kind", KINDS)
