@@ -1,7 +1,7 @@
 """Client-side resampling of a stream to the model's rate (`resample_on_client=True`).
 
-The server would otherwise resample every stream itself (soxr, about 100 ms per
-window at 44.1 kHz on a busy server). This does the same work here, the same way:
+The server would otherwise resample every stream itself, on its own CPU, for every
+stream at once. This does the same work here, the same way:
 downmix to mono by averaging the channels, then soxr's streaming resampler at its
 default quality, so the windows the server cuts are the ones it would have made. The
 audio leaves as mono 32-bit float PCM at the model's rate; soxr is the `resample`
