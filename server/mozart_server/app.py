@@ -152,16 +152,17 @@ class MozartServer:
             server,
         )
 
-    def _http_server(self) -> HttpServer:
+    def _http_server(self, auth: BearerAuth | None) -> HttpServer:
         """The HTTP API over the same inference objects, behind the same call rules."""
         settings = self.settings
         gate = CallGate(
             self.metrics,
             self.state,
-            auth=BearerAuth.from_settings(settings.network),
+            auth=auth,
             limits=self._limits,
             known_model=self.control.knows,
             in_flight=self._calls,
+            http_series=True,
         )
         app = create_app(
             settings,
@@ -212,13 +213,15 @@ class MozartServer:
             ) from None
         self._metrics_http = (httpd, thread)
         self.metrics_port = httpd.server_port
+        # One auth for both transports: an address's failures are throttled across them.
+        auth = BearerAuth.from_settings(network)
         server = grpc.aio.server(
             interceptors=[
                 ServingInterceptor(
                     self.metrics,
                     self.state,
                     SERVED_SERVICES,
-                    auth=BearerAuth.from_settings(network),
+                    auth=auth,
                     limits=self._limits,
                     known_model=self.control.knows,
                     in_flight=self._calls,
@@ -245,7 +248,7 @@ class MozartServer:
         except RuntimeError as error:
             tls = ", tls_cert_file, tls_key_file" if credentials is not None else ""
             raise StartupError(f"cannot listen on {address} (host, port{tls}): {error}") from None
-        self._http = self._http_server() if settings.http.http_enabled else None
+        self._http = self._http_server(auth) if settings.http.http_enabled else None
         if self._http is not None:
             self.http_port = self._http.bind()
         await self.state.set_not_serving()

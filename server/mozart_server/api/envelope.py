@@ -50,6 +50,7 @@ class CallGate:
         limits: ClientLimits | None = None,
         known_model: Callable[[str], bool] = _no_model,
         in_flight: InFlightCalls | None = None,
+        http_series: bool = False,
     ) -> None:
         """Args:
         metrics, state: the server's metrics and serving state.
@@ -57,6 +58,12 @@ class CallGate:
         limits: per-client rate limits, or None for none.
         known_model: whether a name is a model of the repository (for the model label).
         in_flight: counts every call while it runs (shutdown waits for them).
+        http_series: record calls in mozart_http_requests_total and
+            mozart_http_request_duration_seconds, with a protocol label, instead of
+            gRPC's mozart_requests_total and mozart_request_duration_seconds.
+
+        Pass one `auth` and one `limits` to every transport's gate: an address's failed
+        authentications and a client's rate buckets then count all its calls.
         """
         self.metrics = metrics
         self.state = state
@@ -67,8 +74,11 @@ class CallGate:
         self.in_flight = in_flight if in_flight is not None else InFlightCalls()
         self.auth_log = ThrottledLog(logger)
         self.limit_log = ThrottledLog(logger)
-        self.requests = LabelCache(metrics.http_requests)
-        self.request_duration = LabelCache(metrics.http_request_duration)
+        self.http_series = http_series
+        self.requests = LabelCache(metrics.http_requests if http_series else metrics.requests)
+        self.request_duration = LabelCache(
+            metrics.http_request_duration if http_series else metrics.request_duration
+        )
 
     @property
     def counts_audio(self) -> bool:
@@ -98,34 +108,58 @@ class GatedCall:
         self.code = grpc.StatusCode.OK
 
     def begin(self, peer: Callable[[], str], *, probe: bool = False, control: bool = False) -> None:
-        """Sets the request id and labels of this task's context, authenticates, admits.
-
-        Args:
-            peer: the client's address as rate limits key it (see
-                `rate_limits.client_address`), asked only when auth or limits need it.
-            probe: a health probe, answered while starting or draining, never limited.
-            control: model control, answered once start-up loading is done.
+        """`enter`, then `admit`.
 
         Raises:
             MozartError: the call is refused (UNAUTHENTICATED, RESOURCE_EXHAUSTED,
                 UNAVAILABLE).
         """
-        gate = self._gate
-        gate.in_flight.enter()
+        self.enter()
+        self.admit(peer, probe=probe, control=control)
+
+    def enter(self) -> None:
+        """Counts the call as in flight; sets its request id (the header's, clipped, or a
+        new one) and its labels in this task's context."""
+        self._gate.in_flight.enter()
         self._entered = True
         given = next(
             (value for key, value in self._metadata if key.lower() == REQUEST_ID_HEADER), None
         )
         if isinstance(given, bytes):
             given = given.decode("utf-8", "replace")
-        self.request_id = clip_text(given or os.urandom(16).hex(), MAX_REQUEST_ID_CHARS)
+        self.request_id = clip_text(str(given or os.urandom(16).hex()), MAX_REQUEST_ID_CHARS)
         # Each call runs in its own task: these settings stay local to this call.
         request_id_var.set(self.request_id)
         call_labels_var.set(self.labels)
+
+    def admit(
+        self,
+        peer: Callable[[], str],
+        *,
+        probe: bool = False,
+        control: bool = False,
+        peer_text: Callable[[], str] | None = None,
+    ) -> None:
+        """Authenticates the call, then refuses it while starting or draining, or over the
+        client's limits.
+
+        Args:
+            peer: the client's address as rate limits key it (see
+                `rate_limits.client_address`), asked only when auth or limits need it.
+            probe: a health probe, answered while starting or draining, never limited.
+            control: model control, answered once start-up loading is done.
+            peer_text: how the log of a failed authentication names the peer (default:
+                its key).
+
+        Raises:
+            MozartError: the call is refused (UNAUTHENTICATED, RESOURCE_EXHAUSTED,
+                UNAVAILABLE).
+        """
+        gate = self._gate
         if gate.auth is not None or gate.limits is not None:
             self.limit_key = peer()
         if gate.auth is not None:
-            client = self._authenticate(gate.auth)
+            client = self._authenticate(gate.auth, peer_text)
             if gate.auth.named:
                 self.client = client
                 self.limit_key = f"client:{client}"
@@ -154,12 +188,12 @@ class GatedCall:
                 raise
             self._holds_call_slot = True
 
-    def _authenticate(self, auth: BearerAuth) -> str:
+    def _authenticate(self, auth: BearerAuth, peer_text: Callable[[], str] | None) -> str:
         gate = self._gate
         try:
             return auth.identify(self._metadata)
         except TokenRefusedError as refused:
-            peer = clip_text(self.limit_key, 100)
+            peer = clip_text(peer_text() if peer_text is not None else self.limit_key, 100)
             try:
                 auth.throttle_failure(self.limit_key)
             except RateLimitedError:
@@ -218,11 +252,13 @@ class GatedCall:
             self._holds_call_slot = False
             gate.limits.close_call(self.limit_key)
         name = self.code.name
-        gate.requests.get(
-            self.method, name, self._model_label(), self.labels.version, self._protocol
-        ).inc()
-        gate.request_duration.get(self.method, self._protocol).observe(
-            time.monotonic() - self._started
-        )
+        elapsed_s = time.monotonic() - self._started
+        model, version = self._model_label(), self.labels.version
+        if gate.http_series:
+            gate.requests.get(self.method, name, model, version, self._protocol).inc()
+            gate.request_duration.get(self.method, self._protocol).observe(elapsed_s)
+        else:
+            gate.requests.get(self.method, name, model, version).inc()
+            gate.request_duration.get(self.method).observe(elapsed_s)
         if self.client is not None:
             gate.metrics.client_requests.labels(client=self.client, code=name).inc()

@@ -1,5 +1,7 @@
 """The call envelope of every served RPC: request id, bearer auth, per-client rate limits,
 refusal while draining, request parsing, domain-error mapping, logs and request metrics.
+The rules themselves are the transport-neutral gate's (`envelope.py`, which the HTTP API
+passes too); this module holds them to gRPC calls.
 
 Every guarded method is served by a request-streaming handler, the unary ones too, so
 that the envelope runs before gRPC reads the request message: a call with a missing or
@@ -15,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 import grpc
 
 from mozart_server.api.auth import BearerAuth, TokenRefusedError
+from mozart_server.api.envelope import REQUEST_ID_HEADER, CallGate
 from mozart_server.api.health import ServingState
 from mozart_server.api.in_flight import InFlightCalls
 from mozart_server.api.rate_limits import ClientLimits, client_address, retry_metadata
@@ -32,22 +34,16 @@ from mozart_server.errors import (
     InvalidArgumentError,
     MozartError,
     RateLimitedError,
-    UnavailableError,
 )
-from mozart_server.observability.context import CallLabels, call_labels_var
-from mozart_server.observability.logs import ThrottledLog, client_var, clip_text, request_id_var
-from mozart_server.observability.metrics import LabelCache, ServerMetrics
+from mozart_server.observability.logs import clip_text
+from mozart_server.observability.metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
 
-REQUEST_ID_METADATA = "x-request-id"
-# The model label of a call that named a model the server does not have: label values
-# stay bounded whatever names clients send.
-UNKNOWN_MODEL = "unknown"
+REQUEST_ID_METADATA = REQUEST_ID_HEADER
 # Longest status message sent back: a message may quote what the client sent, and
 # gRPC clients refuse trailers beyond a few KB.
 MAX_DETAILS_CHARS = 2000
-MAX_REQUEST_ID_CHARS = 128
 # grpc-stubs does not declare the end-of-stream marker of context.read().
 EOF = grpc.aio.EOF  # type: ignore[attr-defined]
 
@@ -105,19 +101,10 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             of calls that name a model without resolving it, such as LoadModel).
         in_flight: counts every guarded call while it runs (shutdown waits for them).
         """
-        self._metrics = metrics
-        self._state = state
         self._prefixes = tuple(f"/{name}/" for name in guarded_services)
-        self._auth = auth
-        # Limits that are all off (the default) are none at all for the envelope.
-        self._limits = limits if limits is not None and limits.active else None
-        self._known_model = known_model
-        self._in_flight = in_flight if in_flight is not None else InFlightCalls()
-        self._auth_log = ThrottledLog(logger)
-        # Every call records these two: look their children up once, not per call.
-        self._requests = LabelCache(metrics.requests)
-        self._request_duration = LabelCache(metrics.request_duration)
-        self._limit_log = ThrottledLog(logger)
+        self._gate = CallGate(
+            metrics, state, auth=auth, limits=limits, known_model=known_model, in_flight=in_flight
+        )
 
     async def intercept_service(
         self,
@@ -223,38 +210,33 @@ def _message_name(parse: Callable[[bytes], Any]) -> str:
 
 
 class _Call:
-    """Per-call bookkeeping of the envelope."""
+    """Per-call bookkeeping of the envelope: the gate's rules (`api/envelope.py`), in gRPC."""
 
     def __init__(self, interceptor: ServingInterceptor, full_method: str, metadata: Any) -> None:
-        self._interceptor = interceptor
+        self._gate = interceptor._gate
         self._full_method = full_method
-        self._method = full_method.rsplit("/", 1)[-1]
-        self._metadata = tuple(metadata or ())
         self._context: Context | None = None
-        self._started = time.monotonic()
-        self._labels = CallLabels()
-        self._client: str | None = None  # the token's name, with named tokens only
-        self._holds_call_slot = False
-        self._entered = False
-        self._limit_key = ""
+        self._call = self._gate.call(full_method.rsplit("/", 1)[-1], "grpc", tuple(metadata or ()))
         self._trailing: tuple[tuple[str, str], ...] = ()
-        self.code = grpc.StatusCode.OK
+
+    @property
+    def code(self) -> grpc.StatusCode:
+        """The status the call ended with (OK until it fails)."""
+        return self._call.code
+
+    @code.setter
+    def code(self, value: grpc.StatusCode) -> None:
+        self._call.code = value
 
     def deserializer(self, parse: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
         """Parses each request message; counts it as audio; bad bytes are INVALID_ARGUMENT."""
         name = "request" if parse is None else _message_name(parse)
-        limits = self._interceptor._limits
-        counts_audio = (
-            limits is not None and limits.counts_audio and self._full_method in AUDIO_METHODS
-        )
+        counts_audio = self._gate.counts_audio and self._full_method in AUDIO_METHODS
+        call = self._call
 
         def deserialize(raw: bytes) -> Any:
-            if counts_audio and limits is not None:
-                try:
-                    limits.admit_audio(self._limit_key, len(raw))
-                except RateLimitedError:
-                    self._count_rate_limited("audio")
-                    raise
+            if counts_audio:
+                call.admit_audio(len(raw))
             if parse is None:
                 return raw
             try:
@@ -271,76 +253,17 @@ class _Call:
             MozartError: the call is refused (UNAUTHENTICATED, RESOURCE_EXHAUSTED,
                 UNAVAILABLE).
         """
-        self._interceptor._in_flight.enter()
-        self._entered = True
         self._context = context
-        request_id = dict(self._metadata).get(REQUEST_ID_METADATA) or os.urandom(16).hex()
-        request_id = clip_text(str(request_id), MAX_REQUEST_ID_CHARS)
-        # gRPC runs each call in its own task: these settings stay local to this call.
-        request_id_var.set(request_id)
+        self._call.enter()
         # Every answer, OK or not, names the id its logs are under (abort keeps it too).
-        self._trailing = ((REQUEST_ID_METADATA, request_id),)
+        self._trailing = ((REQUEST_ID_METADATA, self._call.request_id),)
         context.set_trailing_metadata(self._trailing)
-        call_labels_var.set(self._labels)
-        interceptor = self._interceptor
-        if interceptor._auth is not None or interceptor._limits is not None:
+        self._call.admit(
             # Only auth and rate limits need the peer's address (a string gRPC builds).
-            self._limit_key = client_address(context.peer())
-        if interceptor._auth is not None:
-            client = self._authenticate(interceptor._auth, self._limit_key)
-            if interceptor._auth.named:
-                self._client = client
-                self._limit_key = f"client:{client}"
-                client_var.set(client)
-        state = interceptor._state
-        if self._full_method not in PROBE_METHODS:
-            if state.draining.is_set():
-                raise UnavailableError(
-                    "the server is draining for shutdown; retry on another replica"
-                )
-            if not state.started:
-                raise UnavailableError("the server is not ready yet (models are loading)")
-            if not state.has_models and self._full_method not in CONTROL_METHODS:
-                raise UnavailableError(
-                    "the server is not ready: no model is loaded (see ListModelStatus)"
-                )
-            if interceptor._limits is not None:
-                try:
-                    interceptor._limits.admit_call(self._limit_key)
-                except RateLimitedError:
-                    self._count_rate_limited("requests")
-                    raise
-                try:
-                    interceptor._limits.open_call(self._limit_key)
-                except RateLimitedError:
-                    self._count_rate_limited("calls_in_flight")
-                    raise
-                self._holds_call_slot = True
-
-    def _authenticate(self, auth: BearerAuth, address: str) -> str:
-        metrics = self._interceptor._metrics
-        try:
-            return auth.identify(self._metadata)
-        except TokenRefusedError as refused:
-            peer = clip_text(self._context.peer() if self._context else "", 100)
-            try:
-                auth.throttle_failure(address)
-            except RateLimitedError:
-                metrics.auth_failures.labels(reason="throttled").inc()
-                self._interceptor._auth_log.warning(
-                    "authentication failed", method=self._method, peer=peer, reason="throttled"
-                )
-                raise
-            metrics.auth_failures.labels(reason=refused.reason).inc()
-            self._interceptor._auth_log.warning(
-                "authentication failed", method=self._method, peer=peer, reason=refused.reason
-            )
-            raise
-
-    def _count_rate_limited(self, limit: str) -> None:
-        self._interceptor._metrics.rate_limited.labels(limit=limit, client=self._client or "").inc()
-        self._interceptor._limit_log.warning(
-            "rate limited", method=self._method, limit=limit, client=self._limit_key
+            lambda: client_address(context.peer()),
+            probe=self._full_method in PROBE_METHODS,
+            control=self._full_method in CONTROL_METHODS,
+            peer_text=context.peer,
         )
 
     async def read_one(self) -> Any:
@@ -364,6 +287,7 @@ class _Call:
     async def fail(self, error: BaseException) -> NoReturn:
         """Ends the call with the status `error` stands for, and records it."""
         context = self._context
+        method = self._call.method
         if isinstance(error, asyncio.CancelledError) or context is None:
             # The client cancelled, or its deadline passed (gRPC cancels the call then).
             self.code = self._client_gone_code()
@@ -379,7 +303,7 @@ class _Call:
             elif not isinstance(error, TokenRefusedError):
                 logger.info(
                     "call refused",
-                    extra={"method": self._method, "code": code.name,
+                    extra={"method": method, "code": code.name,
                            "reason": clip_text(error.message, 300)},
                 )  # fmt: skip
         else:
@@ -389,7 +313,7 @@ class _Call:
         except grpc.aio.AbortError:
             self.code = code
             if not isinstance(error, MozartError):
-                logger.error("call failed", exc_info=error, extra={"method": self._method})
+                logger.error("call failed", exc_info=error, extra={"method": method})
             raise
         except Exception:
             # The status could not be sent: the client is gone, and what failed in the
@@ -397,35 +321,13 @@ class _Call:
             self.code = self._client_gone_code()
             logger.debug(
                 "call ended by its client",
-                extra={"method": self._method, "error": type(error).__name__},
+                extra={"method": method, "error": type(error).__name__},
             )
             raise asyncio.CancelledError() from None
 
-    def _model_label(self) -> str:
-        model, version = self._labels.model, self._labels.version
-        if version:
-            return model  # resolved to a loaded version: a name the server has
-        if model:
-            return model if self._interceptor._known_model(model) else UNKNOWN_MODEL
-        return UNKNOWN_MODEL if self.code == grpc.StatusCode.NOT_FOUND else ""
-
     def finish(self) -> None:
         """Frees the client's call slot; records the call's outcome in the request metrics."""
-        if self._entered:
-            self._entered = False
-            self._interceptor._in_flight.leave()
-        limits = self._interceptor._limits
-        if self._holds_call_slot and limits is not None:
-            self._holds_call_slot = False
-            limits.close_call(self._limit_key)
-        interceptor = self._interceptor
-        code = self.code.name
-        interceptor._requests.get(
-            self._method, code, self._model_label(), self._labels.version
-        ).inc()
-        interceptor._request_duration.get(self._method).observe(time.monotonic() - self._started)
-        if self._client is not None:
-            interceptor._metrics.client_requests.labels(client=self._client, code=code).inc()
+        self._call.finish()
 
 
 def deadline_of(context: Context) -> float | None:
