@@ -106,12 +106,6 @@ def classify_columns(rows: Sequence[ClassifyRow], show_windows: bool) -> list[Co
     return tables
 
 
-def classify_table(results: Sequence[tuple[str, ClassifyResult]], show_windows: bool) -> str:
-    """One row per file (and with `show_windows` every window) as plain text."""
-    rows = [ClassifyRow(path, result) for path, result in results]
-    return "\n\n".join(plain_text(t) for t in classify_columns(rows, show_windows))
-
-
 def stream_header(smoothing: float) -> str:
     """The header of `mozart stream`'s rows; with smoothing on, the label column says so."""
     label = "SMOOTHED" if smoothing > 0 else "LABEL"
