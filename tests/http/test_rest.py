@@ -185,6 +185,7 @@ def test_v2_errors_use_the_protocol_shape(client: httpx.Client) -> None:
 def test_openapi_and_docs(client: httpx.Client) -> None:
     schema = client.get("/openapi.json").json()
     assert "/v1/models/{name}/classify" in schema["paths"]
+    assert {"ErrorBody", "ErrorDetail", "V2ErrorBody"} <= set(schema["components"]["schemas"])
     assert "/v2/models/{name}/infer" in schema["paths"]
     assert client.get("/docs").status_code == 200
 
@@ -193,12 +194,20 @@ def test_auth_rate_limits_size_and_duration(model_repository: Path, wav: bytes) 
     settings = {
         "auth_token": "s3cret", "client_requests_per_s": 1, "client_request_burst": 2,
         "max_message_bytes": 64 * 1024, "max_stream_duration_s": 1.0,
+        "http_cors_origins": "http://page.example",
     }  # fmt: skip
     with (
         running_server(model_repository, **settings) as server,
         httpx.Client(base_url=server.http_url, timeout=30) as client,
     ):
         _error(client.get("/v1/models"), 401, "UNAUTHENTICATED")
+        preflight = client.options("/v1/models/tiny/classify", headers={
+            "origin": "http://page.example", "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization",
+        })  # fmt: skip
+        assert preflight.headers["access-control-allow-origin"] == "http://page.example"
+        other = client.get("/v2/health/live", headers={"origin": "http://elsewhere.example"})
+        assert "access-control-allow-origin" not in other.headers
         response = client.get("/v2/models/tiny", headers={"authorization": "Bearer wrong"})
         assert response.status_code == 401
         assert response.json() == {"error": "the bearer token is wrong"}

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 import grpc
+from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 from mozart_server.errors import MozartError, RateLimitedError
@@ -49,6 +50,36 @@ GRPC_STATUS: dict[int, grpc.StatusCode] = {
 }
 V2_PREFIX = "/v2"
 REQUEST_ID_HEADER = "x-request-id"
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, as the gRPC API would say it."""
+
+    code: str = Field(description="The gRPC status name, e.g. INVALID_ARGUMENT.")
+    message: str = Field(description="What was wrong, for a person to read.")
+    request_id: str = Field(description="The id the server's logs name this call by.")
+
+
+class ErrorBody(BaseModel):
+    """The error answer of Mozart's own endpoints."""
+
+    error: ErrorDetail
+
+
+class V2ErrorBody(BaseModel):
+    """The error answer of the Open Inference Protocol endpoints."""
+
+    error: str = Field(description="What was wrong.")
+
+
+def documented_errors(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses, with the error shape `model`."""
+    statuses = {
+        400: "INVALID_ARGUMENT, OUT_OF_RANGE", 401: "UNAUTHENTICATED", 404: "NOT_FOUND",
+        409: "FAILED_PRECONDITION", 413: "RESOURCE_EXHAUSTED: the body exceeds max_message_bytes",
+        429: "RESOURCE_EXHAUSTED (Retry-After)", 500: "INTERNAL", 503: "UNAVAILABLE",
+    }  # fmt: skip
+    return {status: {"description": text, "model": model} for status, text in statuses.items()}
 
 
 class PayloadTooLargeError(MozartError):

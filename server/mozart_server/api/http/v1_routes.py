@@ -7,7 +7,7 @@ as JSON, so both transports answer alike.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
@@ -20,7 +20,7 @@ from mozart_server.inference.clips import ClipClassifier
 from mozart_server.models.registry import ModelRegistry
 
 from .calls import HttpGate
-from .errors import REQUEST_ID_HEADER, PayloadTooLargeError
+from .errors import REQUEST_ID_HEADER, ErrorBody, PayloadTooLargeError, documented_errors
 from .json_messages import message_to_json
 
 #: `encoding` query values, as the WebSocket config names them; AUTO detects a container.
@@ -85,26 +85,14 @@ def encoding_of(query: str | None, content_type: str | None) -> pb.AudioEncoding
     return ENCODINGS[MEDIA_TYPES.get(_media_type(content_type), "auto")]
 
 
-def _error_responses() -> dict[int | str, dict[str, Any]]:
-    return {
-        status: {"description": text, "model": None}
-        for status, text in (
-            (400, "INVALID_ARGUMENT or OUT_OF_RANGE"), (401, "UNAUTHENTICATED"),
-            (404, "NOT_FOUND"), (413, "the body exceeds max_message_bytes"),
-            (429, "RESOURCE_EXHAUSTED (Retry-After)"), (503, "UNAVAILABLE"),
-        )
-    }  # fmt: skip
-
-
 def router(gate: HttpGate, registry: ModelRegistry, clips: ClipClassifier) -> APIRouter:
     """The /v1 routes."""
-    routes = APIRouter(prefix="/v1", tags=["mozart"])
+    routes = APIRouter(prefix="/v1", tags=["mozart"], responses=documented_errors(ErrorBody))
 
     @routes.post(
         "/models/{name}/classify",
         summary="Classify a whole clip",
         openapi_extra=AUDIO_BODY,
-        responses=_error_responses(),
     )
     async def classify(
         request: Request,

@@ -29,7 +29,7 @@ from mozart_server.settings import FloatSamples, RepositorySettings
 
 from . import v2_json
 from .calls import HttpGate
-from .errors import REQUEST_ID_HEADER
+from .errors import REQUEST_ID_HEADER, V2ErrorBody, documented_errors
 from .json_messages import message_to_json
 
 NOT_READY_STATUS = 400  # Triton's answer to a readiness probe that is false
@@ -68,7 +68,9 @@ def router(  # noqa: PLR0915 (one closure per route)
     float_samples: FloatSamples,
 ) -> APIRouter:
     """The /v2 routes."""
-    routes = APIRouter(prefix="/v2", tags=["inference v2"])
+    routes = APIRouter(
+        prefix="/v2", tags=["inference v2"], responses=documented_errors(V2ErrorBody)
+    )
 
     def resolve(name: str, version: str) -> ServingVersion:
         model = registry.resolve(name, version)
