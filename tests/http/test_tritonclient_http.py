@@ -74,6 +74,15 @@ def test_errors_reach_the_client(triton_client: triton.InferenceServerClient) ->
     with pytest.raises(InferenceServerException) as missing:
         triton_client.get_model_metadata("nope")
     assert missing.value.status() == "404"
+    window = triton.InferInput("waveform", [1, WINDOW], "FP32")
+    window.set_data_from_numpy(music_clip(0.5)[np.newaxis])
+    with pytest.raises(InferenceServerException) as late:
+        triton_client.infer("tiny", [window], timeout=1)  # 1 us: past before it is queued
+    assert late.value.status() == "504"
+    assert (
+        triton_client.infer("tiny", [window], timeout=60_000_000).as_numpy("probabilities")
+        is not None
+    )
 
 
 def test_classification_extension(triton_client: triton.InferenceServerClient) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ HEADER_LENGTH = "inference-header-content-length"
 BINARY_DATA = "binary_data"
 BINARY_DATA_SIZE = "binary_data_size"
 BINARY_DATA_OUTPUT = "binary_data_output"
+#: Triton's request parameter for the time a request may take, in microseconds.
+TIMEOUT = "timeout"
 #: Fixed-size datatypes as little-endian numpy dtypes (BYTES is length-prefixed).
 DTYPES: dict[str, str] = {
     "BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
@@ -223,6 +226,20 @@ def _json_data(tensor: Any, data: Any, name: str, datatype: str) -> None:
         getattr(tensor.contents, field).extend(convert(v) for v in values)
     except (ValueError, OverflowError, TypeError) as error:
         raise InvalidArgumentError(f"input {name!r}: {error}") from None
+
+
+def deadline(message: v2.ModelInferRequest) -> float | None:
+    """The request's deadline on the monotonic clock, from its `timeout` (microseconds).
+
+    Raises:
+        InvalidArgumentError: a timeout that is not a whole number of microseconds > 0.
+    """
+    if TIMEOUT not in message.parameters:
+        return None
+    parameter = message.parameters[TIMEOUT]
+    if parameter.WhichOneof("parameter_choice") != "int64_param" or parameter.int64_param <= 0:
+        raise InvalidArgumentError("the timeout parameter is a whole number of microseconds > 0")
+    return time.monotonic() + parameter.int64_param / 1e6
 
 
 def _as_list(raw: bytes, datatype: str) -> list[Any]:

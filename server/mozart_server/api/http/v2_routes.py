@@ -154,7 +154,7 @@ def router(  # noqa: PLR0915 (one closure per route)
                 message.model_name,
                 message.model_version,
                 lambda model: conversion.waveforms_from_request(message, model, float_samples),
-                None,
+                v2_json.deadline(message),
                 routing_key(request.headers.items()),
             )
             response = conversion.infer_response(message, model, outputs, names)
