@@ -51,14 +51,22 @@ class VersionAction(argparse.Action):
         parser.exit()
 
 
+QUIET_GRPC_COMMANDS = frozenset({"classify", "stream", "models", "health"})
+"""The client's commands, which keep gRPC's own log lines quiet (`mozart serve` does not:
+a server's operator wants them). Named here because the choice is made before any
+command is loaded."""
+
+
 def quiet_grpc_logs(argv: Sequence[str]) -> None:
-    """Keeps gRPC's C core from printing its own log lines (TLS handshake failures, ...).
+    """Keeps gRPC's C core from printing its own log lines (TLS handshake failures, ...)
+    under the client's commands.
 
     gRPC reads GRPC_VERBOSITY once, when `grpc` is first imported, so this runs
     before any command is loaded. A GRPC_VERBOSITY the user set, or `--verbose`
     (an option of the client commands), leaves gRPC's logging as it is.
     """
-    if "--verbose" not in argv:
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in QUIET_GRPC_COMMANDS and "--verbose" not in argv:
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 

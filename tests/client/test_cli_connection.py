@@ -16,6 +16,7 @@ import soundfile
 
 from mozart_client.cli_connection import Target, parse_target
 from mozart_client.errors import InvalidInputError
+from mozart_proto.cli import quiet_grpc_logs
 from mozart_proto.v1 import audio_classifier_pb2 as pb
 from mozart_proto.v1 import audio_classifier_pb2_grpc as pb_grpc
 from tests.client.test_cli import mozart, run_cli
@@ -106,7 +107,9 @@ def test_the_mozart_command_keeps_grpc_handshake_logs_quiet(tls_server) -> None:
     """
     secure, _ = tls_server
     untrusted = ("health", "--server", f"https://{secure.address}", "--timeout-s", "2")
-    setup = "import sys; from mozart_proto.cli import quiet_grpc_logs; quiet_grpc_logs(sys.argv)"
+    setup = (
+        "import sys; from mozart_proto.cli import quiet_grpc_logs; quiet_grpc_logs(sys.argv[1:])"
+    )
     quiet = _client_commands_after(setup, *untrusted)
     assert quiet.returncode == 3
     assert "hint: the server's certificate is not signed by a CA this client trusts" in quiet.stderr
@@ -114,6 +117,24 @@ def test_the_mozart_command_keeps_grpc_handshake_logs_quiet(tls_server) -> None:
     loud = _client_commands_after(setup, *untrusted, "--verbose")
     assert loud.returncode == 3
     assert HANDSHAKE_LOG in loud.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbosity"),
+    [
+        (["health", "--server", "h:1"], "NONE"),
+        (["classify", "a.wav", "--verbose"], None),
+        (["serve", "--port", "0"], None),  # a server's operator wants gRPC's lines
+        (["--help"], None),
+    ],
+)
+def test_only_the_client_commands_quiet_grpc(monkeypatch, argv, verbosity) -> None:
+    monkeypatch.delenv("GRPC_VERBOSITY", raising=False)
+    quiet_grpc_logs(argv)
+    assert os.environ.get("GRPC_VERBOSITY") == verbosity
+    monkeypatch.setenv("GRPC_VERBOSITY", "DEBUG")
+    quiet_grpc_logs(argv)
+    assert os.environ["GRPC_VERBOSITY"] == "DEBUG"  # the user's own setting wins
 
 
 def _client_commands_after(setup: str, *args: str) -> subprocess.CompletedProcess[str]:
