@@ -230,6 +230,7 @@ def test_backup_then_restore_serves_the_same_scores(store: Store, tmp_path: Path
     client = MlflowClient(tracking_uri=store.tracking_uri)
     champion = client.get_model_version_by_alias(REGISTERED, "champion")
     assert str(champion.version) == "2"
+    assert champion.run_id is not None
     downloaded = Path(client.download_artifacts(champion.run_id, "model", str(tmp_path / "dl")))
     assert (downloaded / "model.onnx").read_bytes() == (
         originals / "tiny" / "2" / "model.onnx"
