@@ -237,3 +237,22 @@ def test_draining_server_is_503(model_repository: Path) -> None:
             assert "draining" in _error(response, 503, "UNAVAILABLE")
             assert client.get("/v2/health/live").status_code == 200  # live while draining
         stopping.join(60)
+
+
+def test_a_server_fault_is_500_internal(tmp_path: Path) -> None:
+    from tests.server.test_finite_scores import nan_for_negative_audio  # noqa: PLC0415
+
+    nan_for_negative_audio(tmp_path)  # NaN scores for audio whose mean is negative
+    negative = np.full(16_000, -0.25, np.float32).astype("<f4").tobytes()
+    with (
+        running_server(tmp_path) as server,
+        httpx.Client(base_url=server.http_url, timeout=30) as client,
+    ):
+        response = client.post(
+            "/v1/models/nanny/classify", content=negative,
+            params={"encoding": "pcm_f32le", "sample_rate_hz": 16_000, "channels": 1},
+        )  # fmt: skip
+        assert "non-finite scores" in _error(response, 500, "INTERNAL")
+        assert server.metric(
+            "mozart_http_requests_total", method="Classify", code="INTERNAL", protocol="http"
+        ) == 1  # fmt: skip
