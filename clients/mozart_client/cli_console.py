@@ -68,7 +68,8 @@ def _rich_table(columns: Columns, *, plain: bool) -> Table:
         box=None if plain else box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
-        collapse_padding=True,  # two spaces between columns, as through a pipe
+        # Two spaces between columns either way: a box's column divider is a space too.
+        collapse_padding=not plain,
         header_style="" if plain else "bold",
     )
     for header in columns.headers:

@@ -107,6 +107,8 @@ def test_through_a_pipe_the_output_is_plain(server: InProcessServer, clips) -> N
     # One row per file, never wrapped, whatever COLUMNS says.
     assert [line.split()[0] for line in piped.stdout.splitlines()] == ["FILE", *clips]
     assert all(line == line.rstrip() for line in piped.stdout.splitlines())
+    # Two spaces after a column's widest cell ("tiny:1" is wider than "MODEL").
+    assert all(re.search(r" tiny:1  \S", line) for line in piped.stdout.splitlines()[1:])
 
 
 def test_a_stream_on_a_terminal_shows_rows_above_its_progress(server: InProcessServer, clips):
