@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from mozart_server.api.health import ServingState
 from mozart_server.api.v1.conversion import routing_key
-from mozart_server.api.v2 import conversion
+from mozart_server.api.v2 import conversion, servicer
 from mozart_server.api.v2.servicer import EXTENSIONS, SERVER_NAME
 from mozart_server.api.v2.statistics import model_statistics
 from mozart_server.errors import InvalidArgumentError, NotFoundError
@@ -148,16 +148,13 @@ def router(  # noqa: PLR0915 (one closure per route)
             parsed = v2_json.infer_request(
                 name, version, body, request.headers.get(v2_json.HEADER_LENGTH)
             )
-            message = parsed.message
-            names = conversion.requested_outputs(message)
-            model, outputs = await clips.infer(
-                message.model_name,
-                message.model_version,
-                lambda model: conversion.waveforms_from_request(message, model, float_samples),
-                v2_json.deadline(message),
+            response = await servicer.infer(
+                clips,
+                parsed.message,
+                float_samples,
+                v2_json.deadline(parsed.message),
                 routing_key(request.headers.items()),
             )
-            response = conversion.infer_response(message, model, outputs, names)
             content, header_length = v2_json.infer_response(response, parsed)
             headers = {REQUEST_ID_HEADER: call.request_id}
             if header_length is None:

@@ -179,11 +179,27 @@ class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
     async def _infer(
         self, request: v2.ModelInferRequest, context: Context
     ) -> v2.ModelInferResponse:
-        requested = conversion.requested_outputs(request)
-        model, outputs = await self._clips.infer(
-            request.model_name,
-            request.model_version,
-            lambda model: conversion.waveforms_from_request(request, model, self._float_samples),
-            deadline_of(context),
-        )
-        return conversion.infer_response(request, model, outputs, requested)
+        return await infer(self._clips, request, self._float_samples, deadline_of(context))
+
+
+async def infer(
+    clips: ClipClassifier,
+    request: v2.ModelInferRequest,
+    float_samples: FloatSamples,
+    deadline: float | None,
+    routing_key: str = "",
+) -> v2.ModelInferResponse:
+    """ModelInfer, whatever the transport (gRPC here, REST in api/http/v2_routes.py).
+
+    Raises:
+        MozartError: bad tensors or outputs, admission, the registry or the batcher.
+    """
+    requested = conversion.requested_outputs(request)
+    model, outputs = await clips.infer(
+        request.model_name,
+        request.model_version,
+        lambda model: conversion.waveforms_from_request(request, model, float_samples),
+        deadline,
+        routing_key,
+    )
+    return conversion.infer_response(request, model, outputs, requested)
