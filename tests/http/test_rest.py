@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -256,3 +260,24 @@ def test_a_server_fault_is_500_internal(tmp_path: Path) -> None:
         assert server.metric(
             "mozart_http_requests_total", method="Classify", code="INTERNAL", protocol="http"
         ) == 1  # fmt: skip
+
+
+def test_http_can_be_off(model_repository: Path) -> None:
+    with running_server(model_repository, http_enabled=False) as server:
+        assert server.http_port == 0
+        assert server.metric("mozart_active_streams") == 0  # gRPC side serves as before
+
+
+def test_a_taken_http_port_stops_start_up_naming_the_setting(model_repository: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("MOZART_")}
+        done = subprocess.run(
+            [sys.executable, "-m", "mozart_server", "--model-repository", str(model_repository),
+             "--port", "0", "--metrics-port", "0", "--http-port", str(port)],
+            capture_output=True, text=True, timeout=120, check=False, env=environment,
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert f"cannot serve HTTP on 127.0.0.1:{port} (http_host, http_port)" in done.stderr
