@@ -45,7 +45,7 @@ YAML
 rendered=$work/rendered.yaml
 "$KUBECTL" kustomize "$work" > "$rendered"
 say "rendered $environment (namespace $namespace, mozart-server:$tag):"
-sed -n 's/^kind: //p' "$rendered" | sort | uniq -c | sed 's/^/  /' >&2
+sed -n 's/^kind: //p' "$rendered" | sort | uniq -c | awk '{printf "  %s %s\n", $1, $2}' >&2
 grep -o 'image: .*' "$rendered" | sort -u | sed 's/^/  /' >&2
 
 # kubectl diff exits 1 when there are differences, >1 on errors.

@@ -46,22 +46,34 @@ say "checksums match: $backup"
 # occupied PATH: true when PATH is a file, or a folder with anything in it.
 occupied() { [[ -f $1 ]] || { [[ -d $1 ]] && [[ -n $(ls -A "$1") ]]; }; }
 
+parts=() destinations=()
 while IFS=$'\t' read -r part origin; do
-  to=${target[$part]:-$origin}
-  if occupied "$to"; then
-    [[ $force == 1 ]] || die "$to exists and is not empty (--force replaces it)"
-    run rm -rf "$to"
-  fi
   case $part in
-    mlflow-db)
-      run mkdir -p "$(dirname "$to")"
-      run cp "$backup/mlflow.db" "$to"
-      ;;
-    models | mlflow-artifacts | datasets)
-      run mkdir -p "$to"
-      run tar -C "$to" -xzf "$backup/$part.tar.gz"
-      ;;
+    models | mlflow-artifacts | datasets | mlflow-db) ;;
     *) die "unknown part '$part' in $backup/parts" ;;
   esac
-  if [[ $DRY_RUN == 1 ]]; then say "would restore $part to $to"; else say "restored $part to $to"; fi
+  parts+=("$part")
+  destinations+=("${target[$part]:-$origin}")
 done < "$backup/parts"
+
+# Every target is checked before any is touched: a refusal changes nothing.
+occupied_targets=()
+for to in "${destinations[@]}"; do
+  if occupied "$to"; then occupied_targets+=("$to"); fi
+done
+if [[ ${#occupied_targets[@]} -gt 0 && $force == 0 ]]; then
+  die "exists and is not empty (--force replaces it): ${occupied_targets[*]}"
+fi
+
+for i in "${!parts[@]}"; do
+  part=${parts[$i]} to=${destinations[$i]}
+  if occupied "$to"; then run rm -rf "$to"; fi
+  if [[ $part == mlflow-db ]]; then
+    run mkdir -p "$(dirname "$to")"
+    run cp "$backup/mlflow.db" "$to"
+  else
+    run mkdir -p "$to"
+    run tar -C "$to" -xzf "$backup/$part.tar.gz"
+  fi
+  if [[ $DRY_RUN == 1 ]]; then say "would restore $part to $to"; else say "restored $part to $to"; fi
+done

@@ -215,7 +215,14 @@ def test_backup_then_restore_serves_the_same_scores(store: Store, tmp_path: Path
         archive.write(b"\x00\x00\x00\x00")
     assert "checksums do not match" in _script("restore.sh", "--force", str(damaged)).stderr
 
-    for path in (store.models, store.artifacts, store.datasets):
+    # One target gone, the others there: refused before the missing one is restored.
+    shutil.rmtree(store.models)
+    partial = _script("restore.sh", str(backup))
+    assert partial.returncode == 2
+    assert str(store.datasets) in partial.stderr
+    assert not store.models.exists()
+
+    for path in (store.artifacts, store.datasets):
         shutil.rmtree(path)
     store.mlflow_db.unlink()
     dry = _script("restore.sh", "--dry-run", str(backup))
