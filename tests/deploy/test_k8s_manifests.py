@@ -286,6 +286,14 @@ def test_overlays_differ_as_the_readme_says() -> None:
         assert (target["kind"], target["name"]) == ("Rollout", "mozart-server")
         assert one(objects, "Rollout")["spec"]["workloadRef"]["name"] == "mozart-server"
     assert one(production, "HorizontalPodAutoscaler")["spec"]["minReplicas"] == 3
+    # dev has no Prometheus adapter: its HPA reads CPU only (a metric it could not read
+    # would stop it from ever scaling down).
+    assert [m["type"] for m in one(dev, "HorizontalPodAutoscaler")["spec"]["metrics"]] == [
+        "Resource"
+    ]
+    for objects in (staging, production):
+        metrics = one(objects, "HorizontalPodAutoscaler")["spec"]["metrics"]
+        assert [m["type"] for m in metrics] == ["Resource", "Pods"]
 
 
 @each_overlay
