@@ -176,6 +176,7 @@ class MozartServer:
         return HttpServer(
             app,
             settings.http,
+            tls=settings.tls,
             ws_max_bytes=settings.network.max_message_bytes,
             closing_s=CLOSING_S,
         )

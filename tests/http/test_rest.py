@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from mozart_proto.v1 import audio_classifier_pb2 as pb
+from tests.server.test_tls import Pki, pki  # noqa: F401 (the fixture)
 from tests.support.audio import encode, music_clip
 from tests.support.server import running_server
 
@@ -281,3 +283,22 @@ def test_a_taken_http_port_stops_start_up_naming_the_setting(model_repository: P
         )  # fmt: skip
     assert done.returncode == 2
     assert f"cannot serve HTTP on 127.0.0.1:{port} (http_host, http_port)" in done.stderr
+
+
+def test_tls_settings_serve_https_and_mtls(model_repository: Path, pki: Pki) -> None:  # noqa: F811
+    files = {"tls_cert_file": pki.folder / "server.pem", "tls_key_file": pki.folder / "server.key"}
+    ca = ssl.create_default_context(cadata=pki.ca.certificate.decode())
+    with running_server(model_repository, **files) as server:
+        url = f"https://127.0.0.1:{server.http_port}/v2/health/live"
+        assert httpx.get(url, verify=ca).status_code == 200
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(url)  # the system's CAs do not know the test CA
+    with running_server(
+        model_repository, tls_client_ca_file=pki.folder / "ca.pem", **files
+    ) as server:
+        url = f"https://127.0.0.1:{server.http_port}/v2/health/live"
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(url, verify=ca)  # no client certificate
+        (pki.folder / "client.pem").write_bytes(pki.client.certificate + pki.client.key)
+        ca.load_cert_chain(pki.folder / "client.pem")
+        assert httpx.get(url, verify=ca).status_code == 200

@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from mozart_server.errors import StartupError
-from mozart_server.settings import HttpSettings
+from mozart_server.settings import HttpSettings, TlsSettings
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +35,26 @@ class HttpServer:
     then `stop()` once the calls in flight have ended."""
 
     def __init__(
-        self, app: ASGIApp, settings: HttpSettings, *, ws_max_bytes: int, closing_s: float
+        self,
+        app: ASGIApp,
+        settings: HttpSettings,
+        *,
+        tls: TlsSettings,
+        ws_max_bytes: int,
+        closing_s: float,
     ) -> None:
+        """Args:
+        app: the ASGI application.
+        settings: where to listen.
+        tls: the gRPC server's TLS files, which HTTPS uses too (with tls_client_ca_file,
+            clients must present a certificate from that CA, as over gRPC).
+        ws_max_bytes: the largest WebSocket message.
+        closing_s: how long connections left at the end of shutdown get to close.
+        """
         self._settings = settings
+        cert, key, client_ca = tls.tls_cert_file, tls.tls_key_file, tls.tls_client_ca_file
+        https = cert is not None and key is not None
+        self.tls = https
         self._config = uvicorn.Config(
             app,
             host=settings.http_host,
@@ -48,6 +66,10 @@ class HttpServer:
             ws_max_size=ws_max_bytes,
             timeout_graceful_shutdown=max(int(closing_s), 1),
             server_header=False,
+            ssl_certfile=str(cert) if https else None,
+            ssl_keyfile=str(key) if https else None,
+            ssl_ca_certs=str(client_ca) if https and client_ca is not None else None,
+            ssl_cert_reqs=(ssl.CERT_REQUIRED if https and client_ca is not None else ssl.CERT_NONE),
         )
         self._server = _EmbeddedServer(self._config)
         self._socket: socket.socket | None = None
