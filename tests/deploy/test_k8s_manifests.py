@@ -41,6 +41,8 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
 }
+#: The documented Gateway API alternative (k8s/examples/grpcroute.yaml), in no overlay.
+GRPC_ROUTE_SCHEMA = "grpcroute-gateway-v1.json"
 each_overlay = pytest.mark.parametrize("overlay", OVERLAYS)
 Object = dict[str, Any]
 
@@ -150,9 +152,24 @@ def test_the_crd_schemas_refuse_unknown_fields_and_other_kinds(tmp_path: Path) -
     )
 
 
+def test_the_documented_grpc_route_passes_the_gateway_api_schema(tmp_path: Path) -> None:
+    route = yaml.safe_load((ROOT / "k8s" / "examples" / "grpcroute.yaml").read_text())
+    checked = _check_jsonschema(ROOT / "k8s" / "schemas" / GRPC_ROUTE_SCHEMA, [route], tmp_path)
+    assert checked.exit_code == 0, checked.output
+    production = rendered("production")
+    (backend,) = route["spec"]["rules"][0]["backendRefs"]
+    service = one(production, "Service", backend["name"])
+    assert backend["port"] in {p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"}
+    assert route["metadata"]["namespace"] == NAMESPACES["production"]
+    misspelt = copy.deepcopy(route)
+    misspelt["spec"]["rules"][0]["backendRef"] = misspelt["spec"]["rules"][0].pop("backendRefs")
+    refused = _check_jsonschema(ROOT / "k8s" / "schemas" / GRPC_ROUTE_SCHEMA, [misspelt], tmp_path)
+    assert "'backendRef' was unexpected" in refused.output
+
+
 def test_every_vendored_schema_names_its_source() -> None:
     sources = (ROOT / "k8s" / "schemas" / "SOURCES.md").read_text()
-    for schema in CRD_SCHEMAS.values():
+    for schema in (*CRD_SCHEMAS.values(), GRPC_ROUTE_SCHEMA):
         document = json.loads((ROOT / "k8s" / "schemas" / schema).read_text())
         digest = re.search(r"sha256 ([0-9a-f]{64})", document["$comment"])
         assert digest is not None, schema
