@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mozart_server.settings import ServerSettings
+from tests.support.server import InProcessServer
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -416,3 +418,14 @@ def test_the_analysis_gets_every_argument_it_uses() -> None:
     assert without_default <= given
     names = {m["name"] for m in template["spec"]["metrics"]}
     assert {"error-ratio", "window-latency-p99"} <= names
+
+
+def test_the_tls_overlays_http_probes_answer_on_a_real_server(server: InProcessServer) -> None:
+    # Production's probes (components/tls) ask the HTTP port; a ready, live server says 200.
+    container = server_container(rendered("production"))
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for name in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = container[name]["httpGet"]
+        assert ports[probe["port"]] == ServerSettings().http.http_port
+        with urllib.request.urlopen(server.http_url + probe["path"], timeout=10) as response:
+            assert response.status == 200, name
