@@ -45,7 +45,9 @@ class ServerProcess:
         self.process = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "mozart_server", "--model-repository", str(repository),
              "--host", "127.0.0.1", "--port", "0", "--metrics-host", "127.0.0.1",
-             "--metrics-port", "0",
+             "--metrics-port", "0", "--http-port", "0",
+             # This reads the JSON log, whatever APP_ENV says.
+             "--log-format", "json",
              # No load balancer sits in front of the demo: stop at once on SIGTERM.
              "--drain-delay-s", "0"],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,

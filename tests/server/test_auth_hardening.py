@@ -40,7 +40,7 @@ def _start(model_repository: Path, *flags: str, **env: str) -> subprocess.Comple
     environment.update(env)
     return subprocess.run(
         [sys.executable, "-m", "mozart_server", "--model-repository", str(model_repository),
-         "--port", "0", "--metrics-port", "0", *flags],
+         "--port", "0", "--metrics-port", "0", "--http-port", "0", *flags],
         capture_output=True, text=True, timeout=60, check=False, env=environment,
     )  # fmt: skip
 
