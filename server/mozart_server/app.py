@@ -267,6 +267,8 @@ class MozartServer:
         )  # fmt: skip
         log_listening("grpc", network.host, self.port)
         log_listening("metrics", network.metrics_host, self.metrics_port)
+        if self._http is not None:
+            log_listening("http", settings.http.http_host, self.http_port)
         await self.control.start()
 
     async def stop(self, grace_s: float | None = None, drain_delay_s: float | None = None) -> None:

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.server import HOST, spawned_server
 
-LISTENING = re.compile(r"listening on (127\.0\.0\.1:\d+) \((grpc|metrics)\)")
+LISTENING = re.compile(r"listening on (127\.0\.0\.1:\d+) \((grpc|metrics|http)\)")
 
 
 def _check_addresses(grpc_address: str, metrics_address: str) -> None:
@@ -42,7 +42,8 @@ def _server_in_text(model_repository: Path) -> Iterator[tuple[subprocess.Popen[s
     env["APP_ENV"] = "dev"
     process = subprocess.Popen(
         [sys.executable, "-m", "mozart_server", "--host", HOST, "--port", "0",
-         "--metrics-host", HOST, "--metrics-port", "0", "--drain-delay-s", "0",
+         "--metrics-host", HOST, "--metrics-port", "0", "--http-host", HOST, "--http-port", "0",
+         "--drain-delay-s", "0",
          "--model-repository", str(model_repository)],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
     )  # fmt: skip
@@ -72,8 +73,8 @@ def test_text_logs_say_where_the_server_listens(model_repository: Path) -> None:
         listening = {
             service: address for line in lines for address, service in LISTENING.findall(line)
         }
-        assert set(listening) == {"grpc", "metrics"}, lines
-        assert not listening["grpc"].endswith(":0")
+        assert set(listening) == {"grpc", "metrics", "http"}, lines
+        assert not any(address.endswith(":0") for address in listening.values())
         _check_addresses(listening["grpc"], listening["metrics"])
 
 
@@ -85,8 +86,11 @@ def test_json_logs_say_where_the_server_listens(model_repository: Path) -> None:
             if str(entry.get("message", "")).startswith("listening on ")
         }
         metrics_port = int(server.metrics_url.split(":")[2].split("/")[0])
+        started = next(entry for entry in server.logs if entry.get("message") == "server started")
+        http_port = int(started["http_port"])
         assert listening == {
             "grpc": (f"listening on {HOST}:{server.port} (grpc)", server.port),
             "metrics": (f"listening on {HOST}:{metrics_port} (metrics)", metrics_port),
+            "http": (f"listening on {HOST}:{http_port} (http)", http_port),
         }
         _check_addresses(server.address, f"{HOST}:{metrics_port}")
