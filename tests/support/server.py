@@ -174,7 +174,9 @@ def spawned_server(model_repository: Path, *flags: str) -> Iterator[SpawnedServe
             "--http-host", HOST, "--http-port", "0",
             "--drain-delay-s", "0",  # a test's own --drain-delay-s comes later and wins
             "--model-repository", str(model_repository), *flags]  # fmt: skip
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MOZART_")}
+    # Nor APP_ENV: APP_ENV=dev would make its log lines text, and `logs` reads JSON.
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("MOZART_") and key != "APP_ENV"}  # fmt: skip
     server = SpawnedServer(args, env)
     try:
         yield server
