@@ -64,6 +64,9 @@ def window_from_proto(
         smoothed_top_k=_label_scores(window.smoothed_top_k or window.top_k),
         labels=labels,
         embedding=tuple(window.embedding),
+        rms_dbfs=window.rms_dbfs,
+        silent=window.silent,
+        low_confidence=window.low_confidence,
     )
 
 
@@ -78,6 +81,8 @@ def summary_from_proto(
         audio_duration_ms=summary.audio_duration_ms,
         request_id=request_id,
         labels=labels,
+        silent_window_count=summary.silent_window_count,
+        low_confidence_window_count=summary.low_confidence_window_count,
     )
 
 

@@ -56,6 +56,39 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:.1f}"
 
 
+SILENT = "(silent)"
+"""What a silent window (or an all-silent summary) shows in place of a label."""
+LOW_CONFIDENCE_MARK = "?"
+"""Appended to a low-confidence window's label: the model's guess, below its threshold."""
+
+
+def window_label(result: WindowResult, label: str) -> str:
+    """A window's label as the CLI shows it: `(silent)`, `label?` when low-confidence."""
+    if result.silent:
+        return SILENT
+    return f"{label}{LOW_CONFIDENCE_MARK}" if result.low_confidence and label else label
+
+
+def summary_flags(summary: Summary) -> str:
+    """`, 2 silent, 1 low-confidence`: the summary's flagged windows, empty when none."""
+    parts = [
+        f"{count} {what}"
+        for count, what in (
+            (summary.silent_window_count, "silent"),
+            (summary.low_confidence_window_count, "low-confidence"),
+        )
+        if count
+    ]
+    return "".join(f", {part}" for part in parts)
+
+
+def summary_label(summary: Summary) -> str:
+    """The summary's label; `(silent)` when every window was."""
+    if summary.window_count and summary.silent_window_count == summary.window_count:
+        return SILENT
+    return summary.label
+
+
 def plural(count: int, noun: str) -> str:
     """`1 window`, `2 windows`."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
@@ -85,9 +118,9 @@ def classify_columns(rows: Sequence[ClassifyRow], show_windows: bool) -> list[Co
             [
                 row.name,
                 f"{r.model_name}:{r.model_version}",
-                r.summary.label,
+                summary_label(r.summary),
                 f"{r.summary.top_k[0].score:.3f}" if r.summary.top_k else "",
-                str(r.summary.window_count),
+                f"{r.summary.window_count}{summary_flags(r.summary)}",
                 _seconds(r.summary.audio_duration_ms),
                 _top(r.summary.top_k[1:], 2),
             ]
@@ -96,7 +129,14 @@ def classify_columns(rows: Sequence[ClassifyRow], show_windows: bool) -> list[Co
     tables = [Columns(headers, cells, wrap=frozenset({"FILE", "RUNNERS-UP"}))]
     if show_windows:
         window_rows = [
-            [row.name, str(w.index), f"{_seconds(w.start_ms)}-{_seconds(w.end_ms)}", _top(w.top_k)]
+            [
+                row.name,
+                str(w.index),
+                f"{_seconds(w.start_ms)}-{_seconds(w.end_ms)}",
+                SILENT
+                if w.silent
+                else f"{LOW_CONFIDENCE_MARK if w.low_confidence else ''}{_top(w.top_k)}",
+            ]
             for row in rows
             if row.result is not None
             for w in row.result.windows
@@ -148,7 +188,7 @@ def stream_row(result: StreamResult, top_k: Sequence[LabelScore] | None = None) 
     """
     if isinstance(result, WindowResult):
         shown = result.top_k if top_k is None else top_k
-        label = shown[0].label if shown else ""
+        label = window_label(result, shown[0].label if shown else "")
         score = shown[0].score if shown else 0.0
         latency = "" if result.latency_ms is None else f"{result.latency_ms:.1f}"
         server_ms = (result.queue_time_us + result.compute_time_us) / 1000
@@ -159,7 +199,8 @@ def stream_row(result: StreamResult, top_k: Sequence[LabelScore] | None = None) 
         )
     if isinstance(result, Summary):
         return (
-            f"summary: {result.label or '-'} over {plural(result.window_count, 'window')}, "
+            f"summary: {summary_label(result) or '-'} over "
+            f"{plural(result.window_count, 'window')}{summary_flags(result)}, "
             f"{_seconds(result.audio_duration_ms)} s of audio ({_top(result.top_k)})"
         )
     return notice_row(result)

@@ -49,6 +49,12 @@ class WindowResult:
         labels: The label of each entry of `scores` and `smoothed_scores`.
         embedding: The window's embedding, when the call asked for it
             (`include_embedding=True`); empty otherwise.
+        rms_dbfs: The window's RMS level in dBFS (-200 for digital silence; 0.0
+            from servers older than this field).
+        silent: The window is silence or near-silence by the model's threshold:
+            it is not classified, and its scores mean nothing.
+        low_confidence: The best score is below the model's confidence threshold:
+            the top label is a guess.
     """
 
     index: int
@@ -66,6 +72,9 @@ class WindowResult:
     smoothed_top_k: tuple[LabelScore, ...] = ()
     labels: tuple[str, ...] = ()
     embedding: tuple[float, ...] = ()
+    rms_dbfs: float = 0.0
+    silent: bool = False
+    low_confidence: bool = False
 
     @property
     def label(self) -> str:
@@ -84,7 +93,12 @@ class WindowResult:
 
 @dataclass(frozen=True)
 class Summary:
-    """The mean of the window scores over a clip or stream."""
+    """The mean of the window scores over a clip or stream, silent windows left out.
+
+    `window_count` counts every window; `silent_window_count` and
+    `low_confidence_window_count` say how many of them were flagged. When every
+    window was silent, `top_k` is empty.
+    """
 
     top_k: tuple[LabelScore, ...]
     scores: tuple[float, ...]
@@ -92,6 +106,8 @@ class Summary:
     audio_duration_ms: int
     request_id: str = ""
     labels: tuple[str, ...] = ()
+    silent_window_count: int = 0
+    low_confidence_window_count: int = 0
 
     @property
     def label(self) -> str:

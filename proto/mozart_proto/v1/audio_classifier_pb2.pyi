@@ -115,7 +115,7 @@ class LabelScore(_message.Message):
     def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class WindowResult(_message.Message):
-    __slots__ = ("index", "start_ms", "end_ms", "top_k", "scores", "smoothed_scores", "model_name", "model_version", "queue_time_us", "compute_time_us", "smoothed_top_k", "embedding")
+    __slots__ = ("index", "start_ms", "end_ms", "top_k", "scores", "smoothed_scores", "model_name", "model_version", "queue_time_us", "compute_time_us", "smoothed_top_k", "embedding", "rms_dbfs", "silent", "low_confidence")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     START_MS_FIELD_NUMBER: _ClassVar[int]
     END_MS_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +128,9 @@ class WindowResult(_message.Message):
     COMPUTE_TIME_US_FIELD_NUMBER: _ClassVar[int]
     SMOOTHED_TOP_K_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    RMS_DBFS_FIELD_NUMBER: _ClassVar[int]
+    SILENT_FIELD_NUMBER: _ClassVar[int]
+    LOW_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     index: int
     start_ms: int
     end_ms: int
@@ -140,19 +143,26 @@ class WindowResult(_message.Message):
     compute_time_us: int
     smoothed_top_k: _containers.RepeatedCompositeFieldContainer[LabelScore]
     embedding: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, index: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., top_k: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., scores: _Optional[_Iterable[float]] = ..., smoothed_scores: _Optional[_Iterable[float]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., queue_time_us: _Optional[int] = ..., compute_time_us: _Optional[int] = ..., smoothed_top_k: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., embedding: _Optional[_Iterable[float]] = ...) -> None: ...
+    rms_dbfs: float
+    silent: bool
+    low_confidence: bool
+    def __init__(self, index: _Optional[int] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., top_k: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., scores: _Optional[_Iterable[float]] = ..., smoothed_scores: _Optional[_Iterable[float]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., queue_time_us: _Optional[int] = ..., compute_time_us: _Optional[int] = ..., smoothed_top_k: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., embedding: _Optional[_Iterable[float]] = ..., rms_dbfs: _Optional[float] = ..., silent: _Optional[bool] = ..., low_confidence: _Optional[bool] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("top_k", "scores", "window_count", "audio_duration_ms")
+    __slots__ = ("top_k", "scores", "window_count", "audio_duration_ms", "silent_window_count", "low_confidence_window_count")
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     WINDOW_COUNT_FIELD_NUMBER: _ClassVar[int]
     AUDIO_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    SILENT_WINDOW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LOW_CONFIDENCE_WINDOW_COUNT_FIELD_NUMBER: _ClassVar[int]
     top_k: _containers.RepeatedCompositeFieldContainer[LabelScore]
     scores: _containers.RepeatedScalarFieldContainer[float]
     window_count: int
     audio_duration_ms: int
-    def __init__(self, top_k: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., scores: _Optional[_Iterable[float]] = ..., window_count: _Optional[int] = ..., audio_duration_ms: _Optional[int] = ...) -> None: ...
+    silent_window_count: int
+    low_confidence_window_count: int
+    def __init__(self, top_k: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., scores: _Optional[_Iterable[float]] = ..., window_count: _Optional[int] = ..., audio_duration_ms: _Optional[int] = ..., silent_window_count: _Optional[int] = ..., low_confidence_window_count: _Optional[int] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
     __slots__ = ("model_name", "model_version", "labels", "windows", "summary", "request_id")

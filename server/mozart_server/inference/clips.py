@@ -46,6 +46,7 @@ from mozart_server.errors import (
     OutOfRangeError,
     ResourceExhaustedError,
 )
+from mozart_server.inference.flags import flag_window, window_levels_dbfs
 from mozart_server.inference.guards import ensure_finite
 from mozart_server.inference.options import WindowOptions, window_options
 from mozart_server.inference.results import ClipResult, WindowScores, summarize
@@ -171,6 +172,11 @@ class ClipClassifier:
             if router.shadow_of(model.name, model.version):
                 windows = cut_window_range(samples, manifest.window_samples, hop, 0, count)
                 start_shadow(self._registry, self._metrics, model, windows, scores)
+        levels = window_levels_dbfs(samples, manifest.window_samples, hop, len(scores))
+        flags = [
+            flag_window(manifest, float(level), row)
+            for level, row in zip(levels, scores, strict=True)
+        ]
         window_scores = tuple(
             WindowScores(
                 index=index,
@@ -180,10 +186,11 @@ class ClipClassifier:
                 queue_time_s=queue_s,
                 compute_time_s=compute_s,
                 embedding=embeddings[index] if request.include_embedding else None,
+                flags=flags[index],
             )
             for index in range(len(scores))
         )
-        summary = summarize(manifest, list(scores), decoded.duration_s)
+        summary = summarize(manifest, list(scores), decoded.duration_s, flags)
         return ClipResult(manifest, options.top_k, window_scores, summary)
 
     def _options(self, manifest: Manifest, request: ClipRequest) -> WindowOptions:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mozart_server.inference.flags import WindowFlags
 from mozart_server.models.manifest import Manifest
 from mozart_server.tensors import FloatArray
 
@@ -26,26 +27,43 @@ class WindowScores:
     queue_time_s: float
     compute_time_s: float
     embedding: FloatArray | None = None
+    #: The window's level and flags (inference/flags.py); None: not measured.
+    flags: WindowFlags | None = None
 
 
 @dataclass(frozen=True)
 class Summary:
-    """The mean of the window scores (zeros when there were no windows)."""
+    """The mean of the non-silent windows' scores (zeros when there were none)."""
 
     scores: FloatArray
     window_count: int
     audio_duration_s: float
+    silent_window_count: int = 0
+    low_confidence_window_count: int = 0
 
 
 def summarize(
-    manifest: Manifest, score_rows: Sequence[FloatArray], audio_duration_s: float
+    manifest: Manifest,
+    score_rows: Sequence[FloatArray],
+    audio_duration_s: float,
+    flags: Sequence[WindowFlags] = (),
 ) -> Summary:
-    """Averages the window scores of a clip or stream."""
-    if score_rows:
-        mean: FloatArray = np.asarray(np.stack(score_rows).mean(axis=0), dtype=np.float32)
+    """Averages the window scores of a clip or stream, leaving silent windows out.
+
+    `flags` is one per score row, or empty when the windows carry none.
+    """
+    kept = [row for i, row in enumerate(score_rows) if not (flags and flags[i].silent)]
+    if kept:
+        mean: FloatArray = np.asarray(np.stack(kept).mean(axis=0), dtype=np.float32)
     else:
         mean = np.zeros(len(manifest.labels), dtype=np.float32)
-    return Summary(mean, len(score_rows), audio_duration_s)
+    return Summary(
+        mean,
+        len(score_rows),
+        audio_duration_s,
+        silent_window_count=len(score_rows) - len(kept),
+        low_confidence_window_count=sum(flag.low_confidence for flag in flags),
+    )
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from mozart_server.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
+from mozart_server.inference.flags import WindowFlags, flag_window, window_level_dbfs
 from mozart_server.inference.guards import ensure_finite
 from mozart_server.inference.options import WindowOptions, window_options
 from mozart_server.inference.results import Summary, WindowScores, summarize
@@ -301,6 +302,7 @@ class StreamSession:
         self._cut = cut
         self._tasks: set[asyncio.Task[Any]] = set()
         self._score_rows: list[FloatArray] = []
+        self._flags: list[WindowFlags] = []
         self._smoothed: FloatArray | None = None
         self._include_embedding = False
 
@@ -435,7 +437,7 @@ class StreamSession:
                 reader.cancel()
                 end = StreamEnd.DRAINED
             await wake.wait()
-        summary = summarize(manifest, self._score_rows, audio.input_duration_s)
+        summary = summarize(manifest, self._score_rows, audio.input_duration_s, self._flags)
         await self._write(sink.summary(manifest, summary, options.top_k, end))
 
     async def _send_window(
@@ -474,6 +476,8 @@ class StreamSession:
             weight = np.float32(options.smoothing)
             self._smoothed = weight * self._smoothed + (np.float32(1.0) - weight) * scores
         self._score_rows.append(scores)
+        flags = flag_window(model.manifest, window_level_dbfs(window.samples), scores)
+        self._flags.append(flags)
         scored = WindowScores(
             index=window.index,
             start_sample=window.start_sample,
@@ -482,6 +486,7 @@ class StreamSession:
             queue_time_s=result.queue_time_s,
             compute_time_s=result.compute_time_s,
             embedding=result.outputs.embedding[0] if self._include_embedding else None,
+            flags=flags,
         )
         await self._write(sink.window(model.manifest, scored, options.top_k))
         self._metrics.stream_window_latency.labels(model=model.name, version=model.version).observe(

@@ -17,6 +17,35 @@ MANIFEST_FILE = "model.json"
 REQUIRED_OUTPUTS = ("probabilities", "logits", "embedding")
 
 
+class SilenceThreshold(BaseModel):
+    """Windows quieter than `rms_dbfs` are silent: flagged and not classified."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    rms_dbfs: float = Field(le=0.0)
+
+
+class ConfidenceThreshold(BaseModel):
+    """Windows whose best raw score is below `min_top_score` are low-confidence."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    min_top_score: float = Field(ge=0.0, le=1.0)
+
+
+class ResultThresholds(BaseModel):
+    """model.json `result_thresholds`: how results are flagged (docs/model-repository.md).
+
+    Each part is optional; the keys beside the threshold (how it was chosen, what it
+    buys) are for people and are not read.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    silence: SilenceThreshold | None = None
+    low_confidence: ConfidenceThreshold | None = None
+
+
 class Manifest(BaseModel):
     """The fields of model.json the server reads (docs/model-repository.md)."""
 
@@ -38,6 +67,8 @@ class Manifest(BaseModel):
     #: holds them; the drift statistics read and check them (observability/drift.py).
     reference_stats: dict[str, Any] = Field(default_factory=dict)
     front_end: dict[str, Any] = Field(default_factory=dict)
+    #: Silence and low-confidence thresholds; a manifest without them flags nothing.
+    result_thresholds: ResultThresholds | None = None
 
     @property
     def window_ms(self) -> int:

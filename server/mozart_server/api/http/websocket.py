@@ -45,7 +45,7 @@ CONFIG_KEYS = frozenset(
 FORMAT_KEYS = frozenset({"encoding", "sample_rate_hz", "channels"})
 _WINDOW_FIELDS = (
     "index", "start_ms", "end_ms", "top_k", "smoothed_top_k", "scores", "smoothed_scores",
-    "model_version", "queue_time_us", "compute_time_us",
+    "model_version", "queue_time_us", "compute_time_us", "rms_dbfs", "silent", "low_confidence",
 )  # fmt: skip
 
 
@@ -214,6 +214,8 @@ class WebSocketSink:
             self._websocket,
             {"type": "summary", "top_k": result["top_k"], "scores": result["scores"],
              "windows": summary.window_count, "duration_s": summary.audio_duration_s,
+             "silent_windows": summary.silent_window_count,
+             "low_confidence_windows": summary.low_confidence_window_count,
              "end_reason": end.value},
         )  # fmt: skip
 

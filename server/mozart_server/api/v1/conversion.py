@@ -156,6 +156,10 @@ def fill_window_result(
     target.model_version = manifest.version
     target.queue_time_us = round(window.queue_time_s * 1e6)
     target.compute_time_us = round(window.compute_time_s * 1e6)
+    if window.flags is not None:
+        target.rms_dbfs = window.flags.rms_dbfs
+        target.silent = window.flags.silent
+        target.low_confidence = window.flags.low_confidence
 
 
 def window_result(manifest: Manifest, window: WindowScores, top_k: int) -> pb.WindowResult:
@@ -166,12 +170,14 @@ def window_result(manifest: Manifest, window: WindowScores, top_k: int) -> pb.Wi
 
 
 def fill_summary(target: pb.Summary, manifest: Manifest, result: Summary, top_k: int) -> None:
-    """Fills an empty Summary in place: the mean of the window scores."""
+    """Fills an empty Summary in place: the mean of the non-silent windows' scores."""
     values = result.scores.tolist()
-    if result.window_count:
+    if result.window_count > result.silent_window_count:
         _add_top_k(target.top_k, manifest.labels, result.scores, values, top_k)
     target.scores.extend(values)
     target.window_count = result.window_count
+    target.silent_window_count = result.silent_window_count
+    target.low_confidence_window_count = result.low_confidence_window_count
     target.audio_duration_ms = round(result.audio_duration_s * 1000)
 
 
