@@ -25,6 +25,9 @@ $(STAMP): constraints.txt system-packages.txt requirements-dev.txt VERSION $(for
 	$(PY) -m pip install --quiet -c constraints.txt torch
 	$(PY) -m pip install --quiet -c constraints.txt \
 		$(foreach d,$(DISTS),-e ./$(d)) -r requirements-dev.txt
+	# librosa (the tests' reference front end) compiles numba functions into an on-disk cache
+	# on first use; two test workers doing that at once can fail ("no compiled object yet").
+	$(PY) -c 'import numpy, librosa; librosa.feature.melspectrogram(y=numpy.zeros(4096, "float32"), sr=16000)'
 	touch $@
 
 # Full MLflow for the tests that start a real tracking server: the trainer's
@@ -59,15 +62,20 @@ lint: $(STAMP) ## Static checks: ruff, ruff format, mypy.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/shellcheck -x scripts/*.sh
+	$(PY) scripts/k8s_prometheus_rules.py --check
+	$(PY) docker/grafana/dashboards.py --check
 
 # Every distribution as its sdist, then its wheel built from that sdist alone (python -m
-# build): a file the build needs from outside the folder fails here, not on PyPI.
+# build): a file the build needs from outside the folder fails here, not on PyPI. The build
+# backend is the venv's setuptools (--no-isolation): an isolated build env per sdist and
+# wheel cost minutes.
 DIST_DIR := build/dist
 .PHONY: dists
 dists: $(STAMP) ## Build each distribution's sdist and wheel (python -m build) into build/dist.
 	rm -rf $(DIST_DIR) && mkdir -p $(DIST_DIR)
 	for d in $(DISTS); do \
-		$(PY) -m build --outdir $(DIST_DIR) ./$$d >$(DIST_DIR).$$d.log 2>&1 \
+		$(PY) -m build --no-isolation --outdir $(DIST_DIR) ./$$d >$(DIST_DIR).$$d.log 2>&1 \
 			|| { tail -30 $(DIST_DIR).$$d.log; echo "python -m build $$d failed"; exit 1; }; \
 	done; rm -f $(DIST_DIR).*.log; ls $(DIST_DIR)
 
@@ -115,6 +123,13 @@ $(DEMO_STAMP): constraints.txt proto/pyproject.toml clients/pyproject.toml serve
 demo: $(DEMO_STAMP) ## Start a server on the default model and stream real music through it.
 	$(DEMO_VENV)/bin/python demo/run_demo.py $(DEMO_ARGS)
 
+DEMO_HTTP_PORT ?= 8000
+.PHONY: demo-web
+demo-web: $(DEMO_STAMP) ## Serve the default model and the live page on http://127.0.0.1:$(DEMO_HTTP_PORT)/ (Ctrl-C stops).
+	@echo "open http://127.0.0.1:$(DEMO_HTTP_PORT)/ (Ctrl-C stops)"
+	$(DEMO_VENV)/bin/python -m mozart_server --model-repository models \
+		--http-port $(DEMO_HTTP_PORT) --drain-delay-s 0 --log-format text
+
 MODEL_REPOSITORY ?= models
 SERVE_ARGS ?=
 .PHONY: serve
@@ -155,3 +170,19 @@ train: $(STAMP) ## Build (or reuse) the default corpus, train, evaluate and publ
 	$(VENV)/bin/mozart data build-corpus --out data/corpus/default --no-progress; \
 	$(VENV)/bin/mozart train --config $(TRAIN_CONFIG) --publish $(TRAIN_ARGS); \
 	echo "make train: $$((SECONDS - start)) s"
+
+# The operator's stack (docker/compose.yaml): the scripts find docker compose or podman.
+.PHONY: stack-up stack-down stack-status stack-test dashboards k8s-rules
+stack-up: ## Build and start the compose stack (docker/compose.yaml), waiting for health.
+	bash scripts/stack-up.sh
+stack-down: ## Stop the compose stack (ARGS=-v also removes its volumes).
+	bash scripts/stack-down.sh $(ARGS)
+stack-status: ## The stack's containers, each health endpoint, active alerts.
+	bash scripts/stack-status.sh
+stack-test: $(STAMP) ## Real Prometheus and Alertmanager against a real server, plus the compose, dashboard and env checks.
+	$(VENV)/bin/pytest -q tests/deploy/test_stack.py tests/deploy/test_stack_compose.py \
+		tests/deploy/test_stack_env.py tests/deploy/test_dashboards.py
+dashboards: $(STAMP) ## Rewrite docker/grafana/dashboards/*.json from docker/grafana/dashboards.py.
+	$(PY) docker/grafana/dashboards.py
+k8s-rules: $(STAMP) ## Regenerate k8s/components/monitoring/prometheus-rules.yaml from k8s/monitoring's rule files.
+	$(PY) scripts/k8s_prometheus_rules.py

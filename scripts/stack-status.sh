@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # make stack-status: the containers, then each service's own health endpoint from the host.
+# shellcheck source=scripts/stack-lib.sh
 source "$(dirname "$0")/stack-lib.sh"
 compose ps
 status=0

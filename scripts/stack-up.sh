@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make stack-up: builds the images and starts docker/compose.yaml, waiting for health.
 # Extra arguments go to `compose up` (e.g. a service name).
+# shellcheck source=scripts/stack-lib.sh
 source "$(dirname "$0")/stack-lib.sh"
 if [[ ! -f "$ENV_FILE" ]]; then
     echo "no docker/.env: cp docker/.env.example docker/.env and set GRAFANA_ADMIN_PASSWORD" >&2
