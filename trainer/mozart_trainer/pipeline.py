@@ -298,7 +298,7 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, data_root: Path | None = 
     Returns:
         The folder written.
     """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     config = TrainConfig.model_validate(state["config"])
     if data_root is not None:
         config = config.model_copy(

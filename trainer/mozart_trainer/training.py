@@ -302,7 +302,7 @@ class _Trainer:
 
     def load(self, path: Path) -> None:
         """Restores a checkpoint written by `save`."""
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
