@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -135,6 +136,32 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _thresholds(args: argparse.Namespace) -> int:
+    from mozart_trainer.thresholds import (  # noqa: PLC0415
+        as_record,
+        compute_thresholds,
+        record_thresholds,
+    )
+
+    setup_logging()
+    for required in (args.model_dir / "model.onnx", args.model_dir / "model.json", args.data):
+        if not required.exists():
+            print(f"mozart thresholds: {required} does not exist", file=sys.stderr)
+            return 2
+    thresholds = compute_thresholds(
+        args.model_dir,
+        args.data,
+        silence_quantile=args.silence_quantile,
+        silence_margin_db=args.silence_margin_db,
+        target_precision=args.target_precision,
+    )
+    print(json.dumps(as_record(thresholds), indent=2))
+    if args.write:
+        record_thresholds(args.model_dir, thresholds)
+        print(f"recorded in {args.model_dir / 'model.json'} (result_thresholds)")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from mozart_trainer.pipeline import export_checkpoint  # noqa: PLC0415
 
@@ -151,7 +178,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Adds `train` (with `train tune`), `evaluate` and `export` to the `mozart` command."""
+    """Adds `train` (with `train tune`), `evaluate`, `thresholds` and `export` to `mozart`."""
     train = subparsers.add_parser(
         "train", help="train the audio CNN, export, evaluate and track it in MLflow"
     )
@@ -183,6 +210,24 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--no-baseline", action="store_true", help="skip the baseline")
     evaluate.add_argument("--out", type=Path, default=None, help="report folder")
     evaluate.set_defaults(handler=_evaluate)
+
+    thresholds = subparsers.add_parser(
+        "thresholds",
+        help="measure a version's silence (train RMS) and low-confidence (val) thresholds",
+    )
+    thresholds.add_argument("model_dir", type=Path, help="models/<name>/<version>")
+    thresholds.add_argument("--data", type=Path, required=True, help="dataset root (train, val)")
+    thresholds.add_argument(
+        "--silence-quantile", type=float, default=0.001, help="quantile of the train windows' RMS"
+    )
+    thresholds.add_argument(
+        "--silence-margin-db", type=float, default=20.0, help="dB below that quantile"
+    )
+    thresholds.add_argument(
+        "--target-precision", type=float, default=0.5, help="precision the kept val windows reach"
+    )
+    thresholds.add_argument("--write", action="store_true", help="record them in model.json")
+    thresholds.set_defaults(handler=_thresholds)
 
     export = subparsers.add_parser(
         "export", help="export a training checkpoint to ONNX as a model repository version"

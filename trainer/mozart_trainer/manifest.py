@@ -58,6 +58,44 @@ class ReferenceStats(_Frozen):
     class_distribution: dict[str, float]
 
 
+class SilenceThreshold(_Frozen):
+    """Windows below `rms_dbfs` are silent (mozart_trainer/thresholds.py says how it is chosen)."""
+
+    rms_dbfs: float
+    method: str
+    split: str
+    windows: int
+    quantile: float
+    quantile_dbfs: float
+    margin_db: float
+    min_dbfs: float
+    median_dbfs: float
+
+
+class ConfidenceThreshold(_Frozen):
+    """Windows whose top-1 score is below `min_top_score` are low-confidence; `precision`
+    and `coverage` are those of the windows at or above it, on `split`."""
+
+    min_top_score: float
+    method: str
+    split: str
+    windows: int
+    precision: float
+    #: Wilson 95 % interval of `precision`.
+    precision_interval_95: list[float]
+    coverage: float
+    precision_all_windows: float
+    target_precision: float
+
+
+class ResultThresholds(_Frozen):
+    """model.json `result_thresholds`: how the server flags silent and unsure windows."""
+
+    silence: SilenceThreshold | None = None
+    low_confidence: ConfidenceThreshold | None = None
+    dataset_digest: str = ""
+
+
 class ModelManifest(_Frozen):
     """The whole of model.json."""
 
@@ -76,11 +114,16 @@ class ModelManifest(_Frozen):
     reference_stats: ReferenceStats
     #: Optimized artifacts, written by `mozart optimize` (its records, kept as they are).
     artifacts: list[dict[str, Any]] = []
+    #: Silence and low-confidence thresholds, written by `mozart thresholds`.
+    result_thresholds: ResultThresholds | None = None
 
     def write(self, path: Path) -> None:
-        """Writes the manifest as indented JSON."""
+        """Writes the manifest as indented JSON (without thresholds it has none)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
+        record = self.model_dump(mode="json")
+        if record["result_thresholds"] is None:
+            del record["result_thresholds"]
+        path.write_text(json.dumps(record, indent=2) + "\n")
 
     @classmethod
     def read(cls, path: Path) -> ModelManifest:
