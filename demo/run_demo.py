@@ -2,8 +2,10 @@
 
 Runs in the demo venv (proto, client and server; no torch). The server is a
 child process (`python -m mozart_server`); each clip in demo/clips/ is streamed
-through the client SDK at real-time pace, and every window's prediction and
-latency is printed. The server is then stopped with SIGTERM and must exit 0.
+through the client SDK at real-time pace, and every window's prediction, the
+clip's true label (its file name starts with the composer) and the latency are
+printed, then the demo's accuracy over clips and windows. The server is then
+stopped with SIGTERM and must exit 0.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,22 +93,79 @@ SMOOTHING = 0.5
 """EMA weight of the past: the demo shows smoothed labels, as a live display would."""
 
 
-def stream_clip(client: Client, clip: Path, model: str, realtime: bool) -> None:
-    """Streams one clip and prints a line per window (its smoothed label), then the summary."""
-    print(f"\n{clip.name} (labels smoothed: EMA, weight {SMOOTHING} on the past)")
-    print(f"  {'window':>6}  {'time (s)':>11}  {'smoothed':<14} {'score':>5}  {'latency':>10}")
+def true_label(clip: Path) -> str:
+    """The composer a clip is by: its file name starts with it (`bach-bwv284.flac`)."""
+    return clip.stem.split("-", 1)[0].lower()
+
+
+@dataclass
+class Tally:
+    """Right answers so far: clips (by summary label) and windows (by smoothed label)."""
+
+    clips: int = 0
+    clips_right: int = 0
+    windows: int = 0
+    windows_right: int = 0
+
+    def line(self) -> str:
+        """The demo's accuracy, in words."""
+        clip_share = self.clips_right / self.clips if self.clips else 0.0
+        window_share = self.windows_right / self.windows if self.windows else 0.0
+        return (
+            f"demo accuracy: {self.clips_right}/{self.clips} clips right ({clip_share:.2f}), "
+            f"{self.windows_right}/{self.windows} windows right ({window_share:.2f}, "
+            "by smoothed label)"
+        )
+
+
+def _verdict(predicted: str, truth: str) -> str:
+    return "right" if predicted == truth else "wrong"
+
+
+def stream_clip(client: Client, clip: Path, model: str, realtime: bool, tally: Tally) -> None:
+    """Streams one clip and prints a line per window (its smoothed label beside the true
+    one), then the summary; counts what was right in `tally`."""
+    truth = true_label(clip)
+    print(f"\n{clip.name} (true label: {truth}; labels smoothed: EMA, weight {SMOOTHING})")
+    print(
+        f"  {'window':>6}  {'time (s)':>11}  {'smoothed':<14} {'score':>5}  {'true':<12} "
+        f"{'':<5}  {'latency':>10}"
+    )
     for result in client.stream(clip, model=model, realtime=realtime, smoothing=SMOOTHING):
         if isinstance(result, WindowResult):
             # From a server older than smoothed top-k, the raw one (the best there is).
             shown = result.smoothed_top_k or result.top_k
             label, score = (shown[0].label, shown[0].score) if shown else ("", 0.0)
+            if result.silent:
+                label, verdict = "(silent)", ""
+            else:
+                verdict = _verdict(label, truth)
+                tally.windows += 1
+                tally.windows_right += verdict == "right"
+                label += "?" if result.low_confidence else ""
             latency = "-" if result.latency_ms is None else f"{result.latency_ms:.1f} ms"
             span = f"{result.start_ms / 1000:.1f}-{result.end_ms / 1000:.1f}"
-            print(f"  {result.index:>6}  {span:>11}  {label:<14} {score:>5.2f}  {latency:>10}")
+            print(
+                f"  {result.index:>6}  {span:>11}  {label:<14} {score:>5.2f}  {truth:<12} "
+                f"{verdict:<5}  {latency:>10}"
+            )
         elif isinstance(result, Summary):
             top = ", ".join(f"{s.label} {s.score:.2f}" for s in result.top_k[:3])
             windows = f"{result.window_count} window{'' if result.window_count == 1 else 's'}"
-            print(f"  summary over {windows} (mean of raw scores): {top}")
+            flagged = "".join(
+                f", {count} {what}"
+                for count, what in (
+                    (result.silent_window_count, "silent"),
+                    (result.low_confidence_window_count, "low-confidence"),
+                )
+                if count
+            )
+            tally.clips += 1
+            tally.clips_right += result.label == truth
+            print(f"  summary over {windows}{flagged} (mean of raw scores): {top}")
+            print(
+                f"  predicted {result.label or '-'}, true {truth}: {_verdict(result.label, truth)}"
+            )
 
 
 def main() -> int:
@@ -124,9 +184,15 @@ def main() -> int:
     try:
         address = server.wait_until_serving(timeout_s=180)
         print(f"server on {address}, model {model_name}")
+        tally = Tally()
         with Client(address) as client:
             for clip in sorted(args.clips.glob("*.flac")):
-                stream_clip(client, clip, model_name, realtime=not args.fast)
+                stream_clip(client, clip, model_name, realtime=not args.fast, tally=tally)
+        print(f"\n{tally.line()}")
+        print(
+            "('?' marks a low-confidence window: its raw top score is below the model's "
+            "threshold in model.json)"
+        )
     finally:
         started = time.monotonic()
         code = server.stop() if server.process.poll() is None else server.process.returncode

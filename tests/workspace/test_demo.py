@@ -25,3 +25,16 @@ def test_the_demo_streams_every_clip_and_stops_its_server_cleanly() -> None:
         assert f"\n{clip} " in out, clip
     assert len(re.findall(r"^  summary over \d+ windows?", out, flags=re.M)) == len(clips)
     assert "server stopped with SIGTERM: exit code 0" in out
+    # The true label (the composer the file name starts with) beside every prediction.
+    verdicts = re.findall(r"^  predicted (\w+|-), true (\w+): (right|wrong)$", out, flags=re.M)
+    assert [truth for _, truth, _ in verdicts] == [clip.split("-")[0] for clip in clips]
+    assert all((label == truth) == (verdict == "right") for label, truth, verdict in verdicts)
+    rows = re.findall(r"^ +\d+ +[\d.]+-[\d.]+ +\S+ +[\d.]+ +(\w+) +(right|wrong) ", out, re.M)
+    assert rows
+    assert {truth for truth, _ in rows} == {clip.split("-")[0] for clip in clips}
+    right = sum(verdict == "right" for _, _, verdict in verdicts)
+    windows_right = sum(verdict == "right" for _, verdict in rows)
+    assert (
+        f"demo accuracy: {right}/{len(clips)} clips right ({right / len(clips):.2f}), "
+        f"{windows_right}/{len(rows)} windows right"
+    ) in out
