@@ -189,19 +189,20 @@ def stream_row(result: StreamResult, top_k: Sequence[LabelScore] | None = None) 
     if isinstance(result, WindowResult):
         shown = result.top_k if top_k is None else top_k
         label = window_label(result, shown[0].label if shown else "")
-        score = shown[0].score if shown else 0.0
+        # A silent window's scores mean nothing: show none.
+        score = "-" if result.silent else f"{shown[0].score if shown else 0.0:.2f}"
         latency = "" if result.latency_ms is None else f"{result.latency_ms:.1f}"
         server_ms = (result.queue_time_us + result.compute_time_us) / 1000
         span = f"{_seconds(result.start_ms)}-{_seconds(result.end_ms)}"
         return (
-            f"{result.index:>6}  {span:>11}  {label:<16} {score:>5.2f}  "
-            f"{latency:>10}  {server_ms:.1f}"
+            f"{result.index:>6}  {span:>11}  {label:<16} {score:>5}  {latency:>10}  {server_ms:.1f}"
         )
     if isinstance(result, Summary):
         return (
             f"summary: {summary_label(result) or '-'} over "
             f"{plural(result.window_count, 'window')}{summary_flags(result)}, "
-            f"{_seconds(result.audio_duration_ms)} s of audio ({_top(result.top_k)})"
+            f"{_seconds(result.audio_duration_ms)} s of audio"
+            + (f" ({_top(result.top_k)})" if result.top_k else "")
         )
     return notice_row(result)
 
