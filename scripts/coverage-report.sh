@@ -6,12 +6,12 @@
 #   scripts/coverage-report.sh [REPORTS]
 #
 # REPORTS defaults to build/reports; COVERAGE is the coverage command (default
-# .venv/bin/coverage).
+# .venv/bin/coverage); OUT the output folder (default build/coverage).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 COVERAGE=${COVERAGE:-$ROOT/.venv/bin/coverage}
 reports=${1:-$ROOT/build/reports}
-out=$ROOT/build/coverage
+out=${OUT:-$ROOT/build/coverage}
 shopt -s nullglob
 data=("$reports"/coverage.unit "$reports"/coverage.integration "$reports"/coverage.data \
   "$reports"/coverage.model)

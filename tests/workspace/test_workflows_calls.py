@@ -24,6 +24,8 @@ import numpy as np
 import soundfile
 import yaml
 
+from tests.support.server import running_server
+
 ROOT = Path(__file__).resolve().parents[2]
 GITHUB = ROOT / ".github"
 BIN = Path(sys.executable).parent
@@ -309,3 +311,50 @@ def test_data_validation_fails_on_a_changed_digest_and_on_a_tampered_file(tmp_pa
     tampered = _data_validation("--corpus", str(corpus), "--record", str(record), reports=reports)
     assert tampered.returncode == 1
     assert "failed validation" in tampered.stderr
+
+
+def test_deploy_smoke_passes_against_a_real_server_and_fails_without_one() -> None:
+    env = {**os.environ, "MOZART": str(BIN / "mozart")}
+    with running_server(ROOT / "models") as server:
+        smoke = subprocess.run(
+            ["bash", "scripts/deploy-smoke.sh", server.address],
+            cwd=ROOT, capture_output=True, text=True, check=False, timeout=120, env=env,
+        )  # fmt: skip
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+    assert "composer-cnn" in smoke.stdout
+    assert f"deploy-smoke.sh: {server.address} answers" in smoke.stdout
+    usage = subprocess.run(
+        ["bash", "scripts/deploy-smoke.sh"],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=30, env=env,
+    )  # fmt: skip
+    assert usage.returncode == 2
+
+
+def test_coverage_report_combines_the_suites_data(tmp_path: Path) -> None:
+    reports, out = tmp_path / "reports", tmp_path / "coverage"
+    reports.mkdir()
+    probe = tmp_path / "probe.py"
+    probe.write_text("import mozart_proto.logs\n")
+    for suite in ("unit", "data"):
+        subprocess.run(
+            [str(BIN / "coverage"), "run", f"--data-file={reports / f'coverage.{suite}'}",
+             "--source=mozart_proto", str(probe)],
+            cwd=tmp_path, capture_output=True, check=True, timeout=60,
+        )  # fmt: skip
+    report = subprocess.run(
+        ["bash", "scripts/coverage-report.sh", str(reports)],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=60,
+        env={**os.environ, "OUT": str(out), "COVERAGE": str(BIN / "coverage")},
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert "### Coverage (2 of 4 suites)" in report.stdout
+    assert "mozart_proto/logs.py" in report.stdout.replace("\\_", "_")
+    assert (out / "html" / "index.html").exists()
+    assert (out / "coverage.xml").exists()
+    empty = subprocess.run(
+        ["bash", "scripts/coverage-report.sh", str(tmp_path / "nothing")],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=60,
+        env={**os.environ, "OUT": str(out), "COVERAGE": str(BIN / "coverage")},
+    )  # fmt: skip
+    assert empty.returncode == 1
+    assert "no coverage data" in empty.stderr
