@@ -117,6 +117,14 @@ def test_train_export_parity_and_mlflow_on_the_smoke_corpus(
     )
     assert (tmp_path / "eval" / "confusion_test.png").stat().st_size > 0
 
+    # Temperature scaling, fitted on val, is in the graph: the run's report says so, with the
+    # ECE before and after, and the published version's test ECE is the calibrated one.
+    metrics = manifest.provenance.metrics
+    assert metrics["temperature"] > 0
+    assert {"val_ece_uncalibrated", "val_ece_calibrated", "test_ece_uncalibrated"} <= set(metrics)
+    assert test["ece"] == pytest.approx(metrics["test_ece"], abs=1e-6)
+    assert run.data.metrics["temperature"] == pytest.approx(metrics["temperature"])
+
     # `mozart export` rebuilds a version from the checkpoint, parity-checked.
     _mozart(
         "export",

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from mozart_trainer.calibration import Calibration
 from mozart_trainer.corpus import Split, dataset_digest, load_split
 from mozart_trainer.evaluate import (
     FloatArray,
@@ -36,6 +37,9 @@ class EvaluationReport:
     dataset_digest: str
     labels: list[str]
     splits: list[SplitReport]
+    #: The temperature folded into the graph and the ECE before and after (`mozart train`
+    #: fills it; each split's `ece` is the exported, calibrated model's).
+    calibration: Calibration | None = None
 
     def split(self, name: str) -> SplitReport:
         """The report of one split."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ import mlflow
 import numpy as np
 import torch
 
-from mozart_trainer.assess import EvaluationReport, evaluate_version
+from mozart_trainer.assess import REPORT_NAME, EvaluationReport, evaluate_version
+from mozart_trainer.calibration import Calibration, calibrate
 from mozart_trainer.card import write_model_card
 from mozart_trainer.config import TrainConfig
 from mozart_trainer.corpus import Split, dataset_digest, list_labels, load_split
@@ -86,6 +87,17 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def _with_calibration(
+    evaluation: EvaluationReport, calibration: Calibration | None, report: Path
+) -> EvaluationReport:
+    """The evaluation with the calibration record, rewritten to `report` (as it is without)."""
+    if calibration is None:
+        return evaluation
+    evaluation = replace(evaluation, calibration=calibration)
+    evaluation.write(report)
+    return evaluation
+
+
 def _headline_metrics(
     evaluation: EvaluationReport, test_split: str, best_val_f1: float
 ) -> dict[str, float]:
@@ -100,6 +112,13 @@ def _headline_metrics(
             metrics[f"baseline_{prefix}_window_accuracy"] = report.baseline_window_accuracy
         if report.baseline_window_macro_f1 is not None:
             metrics[f"baseline_{prefix}_window_macro_f1"] = report.baseline_window_macro_f1
+    calibration = evaluation.calibration
+    if calibration is not None:
+        metrics["temperature"] = calibration.temperature
+        metrics["val_ece_uncalibrated"] = calibration.val_ece_before
+        metrics["val_ece_calibrated"] = calibration.val_ece_after
+        if calibration.test_ece_before is not None:
+            metrics["test_ece_uncalibrated"] = calibration.test_ece_before
     return {k: round(v, 6) for k, v in metrics.items()}
 
 
@@ -209,8 +228,10 @@ def run_training(
         best_val_f1 = max((row.val_macro_f1 for row in result.history), default=0.0)
         model_dir = config.output_dir / run_id / config.name / str(config.export_version)
         test = _load(config, data.test_split, labels, data.eval_hop_ms)
+        # Temperature scaling, fitted on validation, folded into the exported head.
+        calibrated, calibration = calibrate(result.model, val, test, data.window_samples)
         manifest, parity = build_version(
-            result.model,
+            calibrated,
             config,
             labels,
             digest=digest,
@@ -230,6 +251,7 @@ def run_training(
             out_dir=reports_dir,
             seed=config.seed,
         )
+        evaluation = _with_calibration(evaluation, calibration, reports_dir / REPORT_NAME)
         metrics = _headline_metrics(evaluation, data.test_split, best_val_f1)
         manifest = manifest.model_copy(
             update={"provenance": manifest.provenance.model_copy(update={"metrics": metrics})}
