@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import soundfile
 import yaml
 
@@ -358,3 +359,23 @@ def test_coverage_report_combines_the_suites_data(tmp_path: Path) -> None:
     )  # fmt: skip
     assert empty.returncode == 1
     assert "no coverage data" in empty.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("ci-tests.sh", []),
+        ("data-validation.sh", ["--bogus"]),
+        ("ml-training.sh", ["--hpo", "many"]),
+        ("image-smoke.sh", []),
+        ("release-notes.sh", ["0.1.0"]),
+        ("sbom.sh", ["--bogus"]),
+    ],
+)
+def test_a_step_script_refuses_bad_arguments_with_its_usage(script: str, args: list[str]) -> None:
+    completed = subprocess.run(
+        ["bash", f"scripts/{script}", *args],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert completed.returncode == 2, completed.stderr
+    assert f"scripts/{script}" in completed.stderr, completed.stderr
