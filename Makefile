@@ -71,6 +71,14 @@ lint: $(STAMP) ## Static checks: ruff, ruff format, mypy.
 # backend is the venv's setuptools (--no-isolation): an isolated build env per sdist and
 # wheel cost minutes.
 DIST_DIR := build/dist
+.PHONY: bandit
+bandit: $(STAMP) ## bandit over the packages, benchmarks and scripts: medium severity and above fail.
+	$(VENV)/bin/bandit -q -r $(DISTS) benchmarks scripts -ll
+
+.PHONY: sbom
+sbom: dists ## CycloneDX SBOMs of the server and client wheels into build/dist (scripts/sbom.sh).
+	bash scripts/sbom.sh
+
 .PHONY: dists
 dists: $(STAMP) ## Build each distribution's sdist and wheel (python -m build) into build/dist.
 	rm -rf $(DIST_DIR) && mkdir -p $(DIST_DIR)
@@ -104,7 +112,7 @@ wheels-check: dists ## Install the proto and client wheels alone on Python 3.11 
 # tests wait on servers, subprocesses and I/O, so two workers fill two cores.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 .PHONY: test
-test: lint proto-check wheels-check $(MLFLOW_STAMP) ## Static checks, proto drift, the dists and wheels, the whole test suite, then the short load gate.
+test: lint bandit proto-check wheels-check $(MLFLOW_STAMP) ## Static checks, proto drift, the dists and wheels, the whole test suite, then the short load gate.
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory bench-gate
 
