@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 import soundfile
 from playwright.sync_api import Browser, Page, Playwright, ViewportSize, expect, sync_playwright
@@ -237,6 +238,26 @@ def test_a_dropped_file_streams_and_classifies_as_grpc_does(
     expect(page.locator("#error")).to_be_hidden()
     page.set_viewport_size(PHONE)
     page.screenshot(path=artifacts / "file-phone-whole.png", full_page=True)
+    assert errors.errors == []
+    page.close()
+
+
+def test_a_silent_file_is_shown_as_silence_not_as_a_composer(
+    browser: Browser, server: InProcessServer, tmp_path: Path
+) -> None:
+    silence = tmp_path / "silence.wav"
+    soundfile.write(silence, np.zeros(5 * 16_000, dtype=np.float32), 16_000, subtype="PCM_16")
+    page, errors = open_page(browser, server.http_url + "/")
+    expect(page.get_by_label("Model", exact=True)).to_have_value(MODEL)
+    drop_file(page, silence, "audio/wav")
+    for pace in ("Stream it as fast as the server takes it", "Send the whole file at once"):
+        page.get_by_label(pace).check()
+        page.get_by_role("button", name="Classify the file").click()
+        expect(page.locator(".verdict")).to_have_text("Only silence: nothing to classify.")
+        expect(page.locator("#current-label")).to_have_text("(silence)")
+        windows = page.locator("#summary-windows").inner_text()
+        expect(page.locator("#summary-silent")).to_have_text(windows)
+        expect(page.locator("#top-k li")).to_have_count(0)
     assert errors.errors == []
     page.close()
 

@@ -94,6 +94,8 @@ export async function classifyFile(modelName, file, { hopMs, topK, token }) {
       smoothed_top_k: field(window, "smoothed_top_k", "smoothedTopK") || [],
       scores: window.scores || [],
       smoothed_scores: field(window, "smoothed_scores", "smoothedScores") || window.scores || [],
+      silent: Boolean(window.silent),
+      low_confidence: Boolean(field(window, "low_confidence", "lowConfidence")),
     })),
     summary: {
       top_k: field(summary, "top_k", "topK") || [],
@@ -101,6 +103,9 @@ export async function classifyFile(modelName, file, { hopMs, topK, token }) {
       windows: Number(field(summary, "window_count", "windowCount", "windows") || 0),
       duration_s: Number(field(summary, "audio_duration_ms", "audioDurationMs") || 0) / 1000,
       end_reason: "COMPLETE",
+      silent_windows: Number(field(summary, "silent_window_count", "silentWindowCount") || 0),
+      low_confidence_windows:
+        Number(field(summary, "low_confidence_window_count", "lowConfidenceWindowCount") || 0),
     },
   };
 }

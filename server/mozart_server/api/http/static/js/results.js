@@ -55,18 +55,21 @@ export class ResultsView {
     const topK = smoothed ? window.smoothed_top_k : window.top_k;
     this.windows += 1;
     this.ui.windowCount.textContent = String(this.windows);
-    if (topK.length && topK[0].label !== this.shownLabel) {
+    // A silent window is not classified (the model's silence threshold, model.json).
+    const shown = window.silent ? "(silence)" : topK.length ? topK[0].label : "";
+    if (shown && shown !== this.shownLabel) {
       // Only a change is written, so a screen reader announces the label when it changes.
-      this.shownLabel = topK[0].label;
-      this.ui.currentLabel.textContent = this.shownLabel;
+      this.shownLabel = shown;
+      this.ui.currentLabel.textContent = shown;
     }
     const timing = window.compute_time_us !== undefined
       ? ` · queued ${(window.queue_time_us / 1000).toFixed(1)} ms,`
         + ` computed in ${(window.compute_time_us / 1000).toFixed(1)} ms`
       : "";
-    this.ui.currentWindow.textContent =
-      `Window ${window.index + 1}: ${seconds(window.start_ms)} to ${seconds(window.end_ms)}${timing}`;
-    renderBars(this.ui.topK, topK, this.labels);
+    const unsure = window.low_confidence ? " · low confidence" : "";
+    this.ui.currentWindow.textContent = `Window ${window.index + 1}: ${seconds(window.start_ms)}`
+      + ` to ${seconds(window.end_ms)}${unsure}${timing}`;
+    renderBars(this.ui.topK, window.silent ? [] : topK, this.labels);
     const scores = window.smoothed_scores && window.smoothed_scores.length
       ? window.smoothed_scores : window.scores;
     this.chart.add(window.end_ms, scores);
@@ -81,10 +84,14 @@ export class ResultsView {
   showSummary(summary) {
     if (!summary) return;
     const best = summary.top_k[0];
+    const silent = Number(summary.silent_windows || 0);
+    const unsure = Number(summary.low_confidence_windows || 0);
     const verdict = element("p", { className: "verdict" });
     if (best) {
       verdict.append("Mostly ", element("strong", { id: "summary-label", textContent: best.label }),
         ` (${percent(best.score)} on average)`);
+    } else if (silent > 0) {
+      verdict.textContent = "Only silence: nothing to classify.";
     } else {
       verdict.textContent = "Too little audio for a single window.";
     }
@@ -94,6 +101,8 @@ export class ResultsView {
       ["Windows", String(summary.windows), "summary-windows"],
       ["Audio", `${Number(summary.duration_s).toFixed(1)} s`, "summary-duration"],
       ["Ended", ended, "summary-end"],
+      ["Silent windows", String(silent), "summary-silent"],
+      ["Low-confidence windows", String(unsure), "summary-unsure"],
     ]) {
       facts.append(element("dt", { textContent: term }), element("dd", { textContent: value, id }));
     }
