@@ -11,8 +11,13 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
+import grpc
 import pytest
 from packaging.version import Version
+
+from mozart_proto.inference import grpc_service_pb2 as v2
+from mozart_proto.inference import grpc_service_pb2_grpc as v2_grpc
+from tests.support.server import InProcessServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DISTRIBUTIONS = {
@@ -50,3 +55,15 @@ def test_the_installed_distributions_carry_the_version(distribution: str) -> Non
     assert version(distribution) == _the_version(), (
         f"{distribution} was installed at another version: run make venv"
     )
+
+
+def test_the_server_reports_the_version_in_server_metadata_and_a_metric(
+    server: InProcessServer,
+) -> None:
+    expected = _the_version()
+    with grpc.insecure_channel(server.address) as channel:
+        metadata = v2_grpc.GRPCInferenceServiceStub(channel).ServerMetadata(
+            v2.ServerMetadataRequest(), timeout=10
+        )
+    assert metadata.version == expected
+    assert server.metric("mozart_build_info", version=expected) == 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.metrics import MetricWrapperBase
+
+from mozart_server import server_version
 
 # Latencies run from tens of microseconds (queue) to seconds (a long clip).
 _LATENCY_BUCKETS_S = (
@@ -46,6 +48,9 @@ class ServerMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # Which release is serving: dashboards and alerts join on it across a rollout.
+        self.build = Info("mozart_build", "The server's release.", registry=registry)
+        self.build.info({"version": server_version()})
         self.requests = Counter(
             "mozart_requests",
             "Finished RPCs by method, gRPC status code, model and version.",

@@ -18,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from mozart_server import server_version
 from mozart_server.api.health import ServingState
 from mozart_server.inference.clips import ClipClassifier
 from mozart_server.inference.streams import StreamSession
@@ -29,7 +30,6 @@ from mozart_server.settings import ServerSettings
 from . import v1_routes, v2_routes
 from .calls import HttpCallError, HttpGate
 from .errors import GRPC_STATUS, error_response
-from .v2_routes import server_version
 from .websocket import WebSocketStreams
 
 #: The web page's files (written by the page's own build; served as they are).

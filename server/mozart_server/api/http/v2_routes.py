@@ -10,11 +10,11 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Awaitable, Callable
-from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from mozart_server import server_version
 from mozart_server.api.health import ServingState
 from mozart_server.api.v1.conversion import routing_key
 from mozart_server.api.v2 import conversion, servicer
@@ -33,14 +33,6 @@ from .errors import REQUEST_ID_HEADER, V2ErrorBody, documented_errors
 from .json_messages import message_to_json
 
 NOT_READY_STATUS = 400  # Triton's answer to a readiness probe that is false
-
-
-def server_version() -> str:
-    """The installed mozart-server's version."""
-    try:
-        return version("mozart-server")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def _decompressed(body: bytes, encoding: str | None) -> bytes:

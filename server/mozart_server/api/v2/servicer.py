@@ -8,11 +8,11 @@ error mapping, request metrics), so errors get the same statuses.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from mozart_proto.inference import grpc_service_pb2 as v2
 from mozart_proto.inference import grpc_service_pb2_grpc as v2_grpc
+from mozart_server import server_version
 from mozart_server.api.health import ServingState
 from mozart_server.api.interceptors import deadline_of
 from mozart_server.api.v2 import conversion
@@ -37,13 +37,6 @@ EXTENSIONS = (
     "statistics",
     "binary_tensor_data",
 )
-
-
-def _server_version() -> str:
-    try:
-        return version("mozart-server")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
@@ -94,7 +87,7 @@ class InferenceServicer(v2_grpc.GRPCInferenceServiceServicer):
     ) -> v2.ServerMetadataResponse:
         """Server name, version and the protocol extensions it implements."""
         return v2.ServerMetadataResponse(
-            name=SERVER_NAME, version=_server_version(), extensions=list(EXTENSIONS)
+            name=SERVER_NAME, version=server_version(), extensions=list(EXTENSIONS)
         )
 
     async def ModelMetadata(  # noqa: N802 (gRPC's method name)
