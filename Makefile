@@ -110,9 +110,13 @@ wheels-check: dists ## Install the proto and client wheels alone on Python 3.11 
 
 # Two pytest-xdist workers, a test file each at a time (module fixtures stay per file): many
 # tests wait on servers, subprocesses and I/O, so two workers fill two cores.
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# The slowest folders run first (tests/conftest.py), so no worker is left alone at the end.
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=25
+# The checks before the suite are independent of each other: run them side by side.
+PRE_TEST := lint bandit proto-check wheels-check $(MLFLOW_STAMP)
 .PHONY: test
-test: lint bandit proto-check wheels-check $(MLFLOW_STAMP) ## Static checks, proto drift, the dists and wheels, the whole test suite, then the short load gate.
+test: $(STAMP) ## Static checks, proto drift, the dists and wheels, the whole test suite, then the short load gate.
+	$(MAKE) --no-print-directory -j4 --output-sync=target $(PRE_TEST)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory bench-gate
 
