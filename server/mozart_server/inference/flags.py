@@ -38,7 +38,11 @@ def window_levels_dbfs(samples: FloatArray, window_samples: int, hop: int, count
     padding of a clip shorter than a window). Uses running sums of squares, so a long
     clip costs one pass, not one per window.
     """
-    squares = np.concatenate(([0.0], np.cumsum(np.square(samples, dtype=np.float64))))
+    # Squares in the samples' float32, summed in float64, written after a leading 0 in
+    # place: 12 bytes a sample on the event loop, not a float64 copy of the clip twice over.
+    squares = np.empty(len(samples) + 1, dtype=np.float64)
+    squares[0] = 0.0
+    np.cumsum(np.square(samples), dtype=np.float64, out=squares[1:])
     starts = np.arange(count, dtype=np.int64) * hop
     ends = np.minimum(starts + window_samples, len(samples))
     energy = np.maximum(squares[ends] - squares[np.minimum(starts, len(samples))], 0.0)
